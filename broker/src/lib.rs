@@ -1,1 +1,277 @@
-//! placeholder
+//! The uspwatch MQTT broker: rumqttd's router with a USP plugin in front of it.
+//!
+//! rumqttd 0.20 has no publish hook, no topic ACL, no CONNACK properties, no TCP_NODELAY and
+//! no way to see a certificate's Endpoint ID. So the accept loop and the per-connection task
+//! are ours (they replace rumqttd's `RemoteLink`), using rumqttd's codecs and registering
+//! every connection with `rumqttd::Router` through `rumqttd::local::LinkBuilder`. The router
+//! keeps what it is good at: subscriptions, fan-out, QoS 1/2 state and sessions.
+//!
+//! In the connection task:
+//! - CONNECT: authenticate (client certificate SAN `urn:bbf:usp:id:<EID>`, hashed password
+//!   file, or anonymous claims when allowed) and bind the connection to one Endpoint ID;
+//!   CONNACK carries Response Information and a `subscribe-topic` user property (MQTT 5);
+//! - SUBSCRIBE: only the endpoint's own topic (SUBACK 0x87 / 0x80 otherwise);
+//! - PUBLISH: ACL, then the Record is decoded and validated before the router sees it; an
+//!   invalid one is acknowledged, never delivered, and reported as a [`QuarantineEvent`].
+//!
+//! ```no_run
+//! # async fn demo() -> uspwatch_broker::Result<()> {
+//! use uspwatch_broker::{Broker, BrokerConfig};
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let broker = Broker::start(BrokerConfig::default(), shutdown.clone()).await?;
+//! let (publisher, mut deliveries) = broker.local_link(
+//!     "self::uspwatch",
+//!     &["usp/controller/self::uspwatch".into(), "usp/controller/self::uspwatch/#".into()],
+//! )?;
+//! while let Some(d) = deliveries.recv().await {
+//!     if let Some(reply_to) = &d.response_topic {
+//!         publisher.publish(reply_to, d.payload.clone(), Some("usp/controller/self::uspwatch"), Some("usp.msg"))?;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod acl;
+mod auth;
+mod codec;
+mod config;
+mod connection;
+mod error;
+mod listener;
+mod local;
+pub mod metrics;
+mod state;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use rumqttd::{Router, RouterConfig, SegmentConfig};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
+
+pub use auth::{Role, hash_password};
+pub use config::{BrokerConfig, ListenersConfig, RouterSizing, TlsConfig, TopicsConfig};
+pub use error::{Error, Result};
+pub use local::{Delivery, LinkPublisher};
+pub use tls::EID_URI_PREFIX;
+
+use crate::acl::Acl;
+use crate::auth::Credentials;
+use crate::state::{Counters, LOCAL_PREFIX, LinkFactory, Shared};
+
+/// Router connection slots kept for local links on top of `max_connections`.
+const LOCAL_LINK_RESERVE: usize = 64;
+
+/// Which listener an address belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// MQTT 5 over TCP.
+    V5,
+    /// MQTT 3.1.1 over TCP.
+    V4,
+    /// MQTT 5 over TLS.
+    TlsV5,
+    /// MQTT 3.1.1 over TLS.
+    TlsV4,
+}
+
+impl ListenerKind {
+    fn is_v5(self) -> bool {
+        matches!(self, ListenerKind::V5 | ListenerKind::TlsV5)
+    }
+}
+
+/// Counters for consoles and readiness checks (the same facts as the metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BrokerStats {
+    /// Client connections now established (all versions and transports).
+    pub connections: u64,
+    pub connections_v5: u64,
+    pub connections_v311: u64,
+    pub connections_tls: u64,
+    /// CONNECTs accepted / refused since start.
+    pub connects_accepted: u64,
+    pub connects_refused: u64,
+    /// USP Records routed / quarantined since start.
+    pub records_accepted: u64,
+    pub records_rejected: u64,
+    /// Non-USP Bulk Data publishes routed.
+    pub bulk_data: u64,
+    /// Publishes and subscription filters refused by the ACL.
+    pub acl_denied_publish: u64,
+    pub acl_denied_subscribe: u64,
+}
+
+/// A running broker. Listeners and connections stop when the shutdown token is cancelled.
+/// rumqttd's router thread has no stop; it idles once every connection is gone.
+pub struct Broker {
+    shared: Arc<Shared>,
+    addrs: Vec<(ListenerKind, SocketAddr)>,
+    local_no: AtomicU64,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("addrs", &self.addrs).finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Validates the configuration, starts the router and binds every listener. Returns
+    /// once all listeners accept connections.
+    pub async fn start(config: BrokerConfig, shutdown: CancellationToken) -> Result<Broker> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(Error::Config(problems));
+        }
+        let credentials = config
+            .credentials_file
+            .as_deref()
+            .map(Credentials::load)
+            .transpose()?;
+        let l = &config.listeners;
+        let tls = match (&config.tls, l.tls_v5.is_some() || l.tls_v311.is_some()) {
+            (Some(t), true) => Some(tls::acceptor(t)?),
+            _ => None,
+        };
+
+        let r = &config.router;
+        let controller_filter = format!("{}/#", config.topics.controller_prefix);
+        let router_config = RouterConfig {
+            max_connections: config.max_connections + LOCAL_LINK_RESERVE,
+            max_outgoing_packet_count: r.max_outgoing_packet_count,
+            max_segment_size: r.max_segment_size,
+            max_segment_count: r.max_segment_count,
+            custom_segment: Some(HashMap::from([(
+                controller_filter,
+                SegmentConfig {
+                    max_segment_size: r.controller_segment_size,
+                    max_segment_count: r.controller_segment_count,
+                },
+            )])),
+            initialized_filters: None,
+            ..RouterConfig::default()
+        };
+        let router_tx = Router::new(0, router_config).spawn();
+        let link: LinkFactory = Arc::new(move |client_id: &str, clean: bool| {
+            rumqttd::local::LinkBuilder::new(client_id, router_tx.clone())
+                .clean_session(clean)
+                .build()
+        });
+
+        let (presence, _) = broadcast::channel(config.event_capacity);
+        let (quarantine, _) = broadcast::channel(config.event_capacity);
+        let shared = Arc::new(Shared {
+            acl: Acl::new(config.topics.clone()),
+            limits: Limits {
+                max_record_size: config.max_record_size,
+            },
+            credentials,
+            link,
+            presence,
+            quarantine,
+            counters: Counters::default(),
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            shutdown: shutdown.child_token(),
+            config,
+        });
+
+        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let l = shared.config.listeners.clone();
+        let mut addrs = Vec::new();
+        for (kind, addr) in [
+            (ListenerKind::V5, l.v5),
+            (ListenerKind::V4, l.v311),
+            (ListenerKind::TlsV5, l.tls_v5),
+            (ListenerKind::TlsV4, l.tls_v311),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            let acceptor = match kind {
+                ListenerKind::TlsV5 | ListenerKind::TlsV4 => tls.clone(),
+                _ => None,
+            };
+            listener::spawn(shared.clone(), listener, kind, acceptor, slots.clone());
+            addrs.push((kind, bound));
+        }
+        Ok(Broker {
+            shared,
+            addrs,
+            local_no: AtomicU64::new(0),
+        })
+    }
+
+    /// The bound address of every listener (the real port when configured with port 0).
+    pub fn local_addrs(&self) -> Vec<(ListenerKind, SocketAddr)> {
+        self.addrs.clone()
+    }
+
+    /// An in-process link, not subject to the ACL, subscribed (QoS 0) to `filters`.
+    /// Deliveries keep the MQTT 5 properties they were published with. When the receiver
+    /// is dropped the link leaves the router.
+    pub fn local_link(
+        &self,
+        client_id: &str,
+        filters: &[String],
+    ) -> Result<(LinkPublisher, mpsc::Receiver<Delivery>)> {
+        if client_id.is_empty() || client_id.contains(['+', '#', '/', '$']) {
+            return Err(Error::InvalidClientId(client_id.to_owned()));
+        }
+        // A unique router id per link, outside what remote clients may use, so a device can
+        // never take the controller's session over.
+        let n = self.local_no.fetch_add(1, Ordering::Relaxed);
+        let router_id = format!("{LOCAL_PREFIX}{n}-{client_id}");
+        let (mut tx, rx, _ack) =
+            (self.shared.link)(&router_id, true).map_err(|e| Error::Link(e.to_string()))?;
+        for f in filters {
+            tx.subscribe(f.clone()).map_err(|e| Error::Link(e.to_string()))?;
+        }
+        let tx = Arc::new(Mutex::new(tx));
+        let (out, deliveries) = mpsc::channel(self.shared.config.local_link_capacity);
+        let closed = local::spawn(rx, tx.clone(), out, self.shared.shutdown.clone());
+        Ok((local::publisher(tx, closed), deliveries))
+    }
+
+    /// Connects, clean disconnects and losses of client connections.
+    pub fn presence(&self) -> broadcast::Receiver<PresenceEvent> {
+        self.shared.presence.subscribe()
+    }
+
+    /// Every rejected Record (acknowledged to the client, delivered nowhere).
+    pub fn quarantine(&self) -> broadcast::Receiver<QuarantineEvent> {
+        self.shared.quarantine.subscribe()
+    }
+
+    /// A snapshot of the broker's counters.
+    pub fn stats(&self) -> BrokerStats {
+        let c = &self.shared.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BrokerStats {
+            connections: g(&c.conn_v5) + g(&c.conn_v311),
+            connections_v5: g(&c.conn_v5),
+            connections_v311: g(&c.conn_v311),
+            connections_tls: g(&c.conn_tls),
+            connects_accepted: g(&c.connects_accepted),
+            connects_refused: g(&c.connects_refused),
+            records_accepted: g(&c.records_accepted),
+            records_rejected: g(&c.records_rejected),
+            bulk_data: g(&c.bulk_data),
+            acl_denied_publish: g(&c.acl_denied_publish),
+            acl_denied_subscribe: g(&c.acl_denied_subscribe),
+        }
+    }
+}

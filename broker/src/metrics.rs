@@ -1,0 +1,43 @@
+//! Metric names of the broker (all through the `metrics` facade) and their descriptions.
+//!
+//! Labels are bounded: `mqtt_version` (`5`, `3.1.1`), `transport` (`tcp`, `tls`), `reason`
+//! (a closed set per metric, documented below), `record_type` (USP record_type names), `op`
+//! (`publish`, `subscribe`). Never an endpoint id, client id or topic.
+
+use metrics::{describe_counter, describe_gauge};
+
+/// Gauge, labels `mqtt_version`, `transport`: client connections currently established.
+pub const CONNECTIONS: &str = "uspwatch_broker_connections";
+/// Counter, label `reason` (`accepted`, `bad_credentials`, `not_authorized`,
+/// `endpoint_mismatch`, `client_id_invalid`, `protocol_error`, `unsupported_version`,
+/// `timeout`, `tls_handshake`, `server_busy`): CONNECT outcomes.
+pub const CONNECTS: &str = "uspwatch_broker_connects_total";
+/// Counter, label `reason` (presence reasons: `disconnect`, `keep_alive_timeout`,
+/// `socket_closed`, `protocol_error`, `packet_too_large`, `session_taken_over`, `shutdown`):
+/// connections that ended.
+pub const DISCONNECTS: &str = "uspwatch_broker_disconnects_total";
+/// Counter, label `record_type`: USP Records that passed validation and were routed.
+pub const RECORDS_ACCEPTED: &str = "uspwatch_broker_records_accepted_total";
+/// Counter, label `reason` (a `uspwatch_proto::Reason` name): USP Records quarantined.
+pub const RECORDS_REJECTED: &str = "uspwatch_broker_records_rejected_total";
+/// Counter: non-USP payloads routed untouched on Bulk Data topics.
+pub const BULK_DATA: &str = "uspwatch_broker_bulk_data_total";
+/// Counter, label `op` (`publish`, `subscribe`): requests refused by the topic ACL.
+pub const ACL_DENIED: &str = "uspwatch_broker_acl_denied_total";
+
+/// Registers the description of every metric above with the installed recorder.
+pub fn describe() {
+    describe_gauge!(CONNECTIONS, "Client connections currently established.");
+    describe_counter!(CONNECTS, "CONNECT outcomes by reason (accepted or why refused).");
+    describe_counter!(DISCONNECTS, "Client connections that ended, by reason.");
+    describe_counter!(
+        RECORDS_ACCEPTED,
+        "USP Records that passed validation and were routed, by record type."
+    );
+    describe_counter!(
+        RECORDS_REJECTED,
+        "USP Records quarantined (acknowledged, never delivered), by reason."
+    );
+    describe_counter!(BULK_DATA, "Non-USP payloads routed untouched on Bulk Data topics.");
+    describe_counter!(ACL_DENIED, "Publishes and subscriptions refused by the topic ACL.");
+}

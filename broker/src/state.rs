@@ -1,0 +1,71 @@
+//! State shared by the listeners, the connection tasks and the `Broker` handle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use rumqttd::Notification;
+use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
+
+use crate::acl::Acl;
+use crate::auth::Credentials;
+use crate::config::BrokerConfig;
+
+/// Registers a connection with the router: `(client id, clean session)`. The router's
+/// sender type is not nameable outside rumqttd, so it lives inside this closure.
+pub(crate) type LinkFactory =
+    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync>;
+
+/// Router client ids of local links start with this; remote clients may not use it.
+pub(crate) const LOCAL_PREFIX: &str = "uspwatch-local-";
+
+/// Counters behind `BrokerStats`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub conn_v5: AtomicU64,
+    pub conn_v311: AtomicU64,
+    pub conn_tls: AtomicU64,
+    pub connects_accepted: AtomicU64,
+    pub connects_refused: AtomicU64,
+    pub records_accepted: AtomicU64,
+    pub records_rejected: AtomicU64,
+    pub bulk_data: AtomicU64,
+    pub acl_denied_publish: AtomicU64,
+    pub acl_denied_subscribe: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dec(c: &AtomicU64) {
+        c.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Shared {
+    pub config: BrokerConfig,
+    pub acl: Acl,
+    pub limits: Limits,
+    pub credentials: Option<Credentials>,
+    pub link: LinkFactory,
+    pub presence: broadcast::Sender<PresenceEvent>,
+    pub quarantine: broadcast::Sender<QuarantineEvent>,
+    pub counters: Counters,
+    /// Newest connection number per client id: an older connection that loses its router
+    /// link was taken over.
+    pub sessions: Mutex<HashMap<String, u64>>,
+    pub next_conn: AtomicU64,
+    pub shutdown: CancellationToken,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
