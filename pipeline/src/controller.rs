@@ -1,0 +1,459 @@
+//! The controller endpoint: answers Notify once its event is durable and sends requests to
+//! agents, correlating responses by msg_id and async Operates by command_key.
+
+pub(crate) mod inbound;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tracing::{debug, warn};
+use uspwatch_proto::pb::usp::{Msg, body, response};
+use uspwatch_proto::{Command, Event, Message, mqtt, wrap};
+
+use crate::config::ControllerConfig;
+use crate::dedup::Dedup;
+use crate::error::{Error, Result};
+use crate::inventory::Inventory;
+use crate::metrics as m;
+use crate::pipeline::Stats;
+use crate::sink::{OutRecord, RecordTopic, Sink};
+use crate::{Mtp, now_ms};
+
+/// Where and how to reach an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) reply_topic: String,
+    pub(crate) v5: bool,
+}
+
+type Waiter = (String, oneshot::Sender<Msg>);
+
+/// State shared by the inbound loop, the request API and the pipeline handle.
+pub(crate) struct Core {
+    pub(crate) cfg: ControllerConfig,
+    pub(crate) own_topic: String,
+    pub(crate) mtp: Arc<dyn Mtp>,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) inventory: Inventory,
+    pub(crate) events_tx: broadcast::Sender<Arc<Event>>,
+    pub(crate) dedup: Mutex<Dedup>,
+    pub(crate) pending: Mutex<HashMap<String, Waiter>>,
+    pub(crate) operations: Mutex<HashMap<(String, String), oneshot::Sender<Arc<Event>>>>,
+    pub(crate) routes: RwLock<HashMap<String, Route>>,
+    /// Presence, quarantine and command records on their way to the sink. Full = the
+    /// record is dropped and counted (nobody waits on these).
+    pub(crate) side_tx: mpsc::Sender<OutRecord>,
+    pub(crate) stats: Stats,
+    pub(crate) in_flight: Arc<Semaphore>,
+    msg_prefix: String,
+    msg_counter: AtomicU64,
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cfg: ControllerConfig,
+        mtp: Arc<dyn Mtp>,
+        sink: Arc<dyn Sink>,
+        inventory: Inventory,
+        side_tx: mpsc::Sender<OutRecord>,
+    ) -> Core {
+        let (events_tx, _) = broadcast::channel(cfg.event_buffer);
+        Core {
+            own_topic: cfg.own_topic(),
+            dedup: Mutex::new(Dedup::new(cfg.dedup_window)),
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            msg_prefix: format!("uspwatch-{:x}", now_ms()),
+            msg_counter: AtomicU64::new(0),
+            cfg,
+            mtp,
+            sink,
+            inventory,
+            events_tx,
+            pending: Mutex::new(HashMap::new()),
+            operations: Mutex::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
+            side_tx,
+            stats: Stats::default(),
+        }
+    }
+
+    fn next_msg_id(&self) -> String {
+        let n = self.msg_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.msg_prefix)
+    }
+
+    /// The agent's reply route, or its conventional topic if we have not heard from it.
+    pub(crate) fn route(&self, endpoint_id: &str) -> Route {
+        self.routes
+            .read()
+            .get(endpoint_id)
+            .cloned()
+            .unwrap_or_else(|| Route {
+                reply_topic: format!("{}/{}", self.cfg.agent_prefix, endpoint_id),
+                v5: true,
+            })
+    }
+
+    /// Publishes a Msg to an agent per the MQTT binding of its version.
+    pub(crate) async fn send(&self, endpoint_id: &str, route: &Route, msg: &Msg) -> Result<()> {
+        let payload = Bytes::from(wrap(msg, &self.cfg.endpoint_id, endpoint_id).encode_to_vec());
+        let res = if route.v5 {
+            self.mtp
+                .publish(
+                    &route.reply_topic,
+                    payload,
+                    Some(&self.own_topic),
+                    Some(mqtt::CONTENT_TYPE),
+                )
+                .await
+        } else {
+            let topic = mqtt::with_reply_to(&route.reply_topic, &self.own_topic);
+            self.mtp.publish(&topic, payload, None, None).await
+        };
+        res.map_err(|detail| Error::Publish {
+            endpoint_id: endpoint_id.to_string(),
+            detail,
+        })
+    }
+
+    /// Queues a presence/quarantine/command record without waiting.
+    pub(crate) fn side_record(
+        &self,
+        topic: RecordTopic,
+        key: &str,
+        rtype: &str,
+        value: &impl Serialize,
+    ) {
+        let value = match serde_json::to_vec(value) {
+            Ok(v) => Bytes::from(v),
+            Err(e) => {
+                warn!(error = %e, "could not encode a record");
+                return;
+            }
+        };
+        let rec = OutRecord {
+            topic,
+            key: key.to_string(),
+            record_type: rtype.to_string(),
+            value,
+            at_ms: now_ms(),
+        };
+        if self.side_tx.try_send(rec).is_err() {
+            self.stats.records_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::RECORDS_DROPPED, "topic" => topic.as_str()).increment(1);
+        }
+    }
+}
+
+/// Sends requests to agents. Cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) core: Arc<Core>,
+}
+
+/// The outcome of [`Controller::request`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandResult {
+    pub msg_id: String,
+    pub endpoint_id: String,
+    /// The command kind (`get`, `operate`, …).
+    pub command: String,
+    /// The response body as JSON: `{"get_resp": {...}}`, `{"operate_resp": {...}}`, … or
+    /// `{"error": {"err_code": ..., "err_msg": ...}}`; null for an Operate with
+    /// `send_resp = false`.
+    pub response: Value,
+    /// True when the agent answered with a response (not an Error) that reports no failed
+    /// object or command, and an async Operate completed without an error.
+    pub ok: bool,
+    /// The OperationComplete event that finished an async Operate.
+    pub operation_complete: Option<Event>,
+    /// The command_key used (generated when an Operate had none).
+    pub command_key: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Removes a request's waiters however the request ends (including cancellation).
+struct Registration<'a> {
+    core: &'a Core,
+    msg_id: String,
+    op: Option<(String, String)>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.core.pending.lock().remove(&self.msg_id);
+        if let Some(k) = &self.op {
+            self.core.operations.lock().remove(k);
+        }
+    }
+}
+
+impl Controller {
+    /// Our Endpoint ID.
+    pub fn endpoint_id(&self) -> &str {
+        &self.core.cfg.endpoint_id
+    }
+
+    /// Sends a request and awaits the typed response or Error, correlated by msg_id; for an
+    /// async Operate (OperateResp with `req_obj_path`) waits for the matching
+    /// OperationComplete by command_key (one is generated if empty). Every request and its
+    /// outcome is written to the commands topic with `origin` (e.g. `rule:wifi-noise`,
+    /// `api:alice`).
+    pub async fn request(
+        &self,
+        endpoint_id: &str,
+        command: &Command,
+        origin: &str,
+    ) -> Result<CommandResult> {
+        let core = &*self.core;
+        command
+            .validate()
+            .map_err(|e| Error::InvalidCommand(e.to_string()))?;
+        uspwatch_proto::validate_endpoint_id(endpoint_id)
+            .map_err(|e| Error::InvalidCommand(e.to_string()))?;
+        let msg_id = core.next_msg_id();
+        let mut command = command.clone();
+        let mut wants_resp = true;
+        let mut op_key = None;
+        if let Command::Operate {
+            command_key,
+            send_resp,
+            ..
+        } = &mut command
+        {
+            if command_key.is_empty() {
+                *command_key = msg_id.clone();
+            }
+            op_key = Some(command_key.clone());
+            wants_resp = *send_resp;
+        }
+        let kind = command.kind();
+        let (tx, rx) = oneshot::channel();
+        let mut reg = Registration {
+            core,
+            msg_id: msg_id.clone(),
+            op: None,
+        };
+        core.pending
+            .lock()
+            .insert(msg_id.clone(), (endpoint_id.to_string(), tx));
+        // Registered before sending: the OperationComplete may follow the OperateResp at once.
+        let op_rx = op_key.as_ref().map(|key| {
+            let (otx, orx) = oneshot::channel();
+            let k = (endpoint_id.to_string(), key.clone());
+            core.operations.lock().insert(k.clone(), otx);
+            reg.op = Some(k);
+            orx
+        });
+        let started = Instant::now();
+        let at_ms = now_ms();
+        let base = json!({
+            "msg_id": msg_id,
+            "endpoint_id": endpoint_id,
+            "controller_id": core.cfg.endpoint_id,
+            "origin": origin,
+            "kind": kind,
+            "command": command,
+            "at": uspwatch_proto::rfc3339_millis(at_ms),
+            "at_ms": at_ms,
+        });
+        core.side_record(
+            RecordTopic::Commands,
+            endpoint_id,
+            "sent",
+            &with_phase(&base, "sent", None),
+        );
+        core.stats.requests_sent.fetch_add(1, Ordering::Relaxed);
+        let route = core.route(endpoint_id);
+        let finish = |outcome: &'static str, extra: Value| {
+            let mut rec = with_phase(&base, "outcome", Some(outcome));
+            if let (Some(o), Value::Object(e)) = (rec.as_object_mut(), extra) {
+                o.extend(e);
+                o.insert(
+                    "duration_ms".into(),
+                    json!(started.elapsed().as_millis() as u64),
+                );
+            }
+            core.side_record(RecordTopic::Commands, endpoint_id, "outcome", &rec);
+            metrics::counter!(m::REQUESTS, "command" => kind, "outcome" => outcome).increment(1);
+            metrics::histogram!(m::REQUEST_SECONDS, "command" => kind)
+                .record(started.elapsed().as_secs_f64());
+        };
+        if let Err(e) = core
+            .send(endpoint_id, &route, &command.to_msg(&msg_id))
+            .await
+        {
+            finish("failed", json!({ "error": e.to_string() }));
+            return Err(e);
+        }
+        let result = |response: Value, ok: bool, oc: Option<Event>| CommandResult {
+            msg_id: msg_id.clone(),
+            endpoint_id: endpoint_id.to_string(),
+            command: kind.to_string(),
+            response,
+            ok,
+            operation_complete: oc,
+            command_key: op_key.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        if !wants_resp {
+            finish("ok", json!({}));
+            return Ok(result(Value::Null, true, None));
+        }
+        let timeout = core.cfg.request_timeout;
+        let msg = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(_)) => {
+                finish("failed", json!({ "error": "pipeline shut down" }));
+                return Err(Error::Closed);
+            }
+            Err(_) => {
+                core.stats
+                    .requests_timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+                finish("timeout", json!({}));
+                return Err(Error::Timeout {
+                    endpoint_id: endpoint_id.to_string(),
+                    msg_id,
+                    after: timeout,
+                });
+            }
+        };
+        let (response, mut ok, is_async) = describe_response(&msg);
+        let mut oc = None;
+        if is_async && let Some(orx) = op_rx {
+            let after = core.cfg.operate_complete_timeout;
+            match tokio::time::timeout(after, orx).await {
+                Ok(Ok(ev)) => {
+                    ok = ok && ev.error.is_none();
+                    oc = Some((*ev).clone());
+                }
+                Ok(Err(_)) => {
+                    finish("failed", json!({ "response": response }));
+                    return Err(Error::Closed);
+                }
+                Err(_) => {
+                    core.stats
+                        .requests_timed_out
+                        .fetch_add(1, Ordering::Relaxed);
+                    finish("timeout", json!({ "response": response }));
+                    return Err(Error::OperationTimeout {
+                        endpoint_id: endpoint_id.to_string(),
+                        command_key: op_key.clone().unwrap_or_default(),
+                        after,
+                    });
+                }
+            }
+        }
+        let outcome = if ok { "ok" } else { "error" };
+        finish(
+            outcome,
+            json!({ "response": response, "operation_complete": oc }),
+        );
+        drop(reg);
+        Ok(result(response, ok, oc))
+    }
+}
+
+fn with_phase(base: &Value, phase: &str, outcome: Option<&str>) -> Value {
+    let mut v = base.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("phase".into(), json!(phase));
+        if let Some(out) = outcome {
+            o.insert("outcome".into(), json!(out));
+        }
+    }
+    v
+}
+
+/// The response as JSON, whether it reports success, and whether it is an async Operate
+/// still to complete.
+fn describe_response(msg: &Msg) -> (Value, bool, bool) {
+    use response::RespType as R;
+    let Some(b) = msg.body.as_ref().and_then(|b| b.msg_body.as_ref()) else {
+        return (Value::Null, false, false);
+    };
+    match b {
+        body::MsgBody::Error(e) => (json!({ "error": e }), false, false),
+        body::MsgBody::Request(_) => (Value::Null, false, false),
+        body::MsgBody::Response(r) => {
+            let value = serde_json::to_value(&r.resp_type).unwrap_or(Value::Null);
+            let (ok, is_async) = match &r.resp_type {
+                Some(R::SetResp(s)) => (
+                    s.updated_obj_results
+                        .iter()
+                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::set_resp::updated_object_result::operation_status::OperStatus::OperFailure(_)))),
+                    false,
+                ),
+                Some(R::AddResp(a)) => (
+                    a.created_obj_results
+                        .iter()
+                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::add_resp::created_object_result::operation_status::OperStatus::OperFailure(_)))),
+                    false,
+                ),
+                Some(R::DeleteResp(d)) => (
+                    d.deleted_obj_results
+                        .iter()
+                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::delete_resp::deleted_object_result::operation_status::OperStatus::OperFailure(_)))),
+                    false,
+                ),
+                Some(R::GetResp(g)) => (g.req_path_results.iter().all(|r| r.err_code == 0), false),
+                Some(R::OperateResp(o)) => {
+                    use uspwatch_proto::pb::usp::operate_resp::operation_result::OperationResp as O;
+                    let failed = o
+                        .operation_results
+                        .iter()
+                        .any(|r| matches!(r.operation_resp, Some(O::CmdFailure(_))));
+                    let is_async = o
+                        .operation_results
+                        .iter()
+                        .any(|r| matches!(r.operation_resp, Some(O::ReqObjPath(_))));
+                    (!failed, is_async && !failed)
+                }
+                Some(_) => (true, false),
+                None => (false, false),
+            };
+            (value, ok, is_async)
+        }
+    }
+}
+
+/// Hands a response to the request waiting for it.
+pub(crate) fn complete_request(core: &Core, from_id: &str, msg: Msg, msg_id: &str) {
+    let waiter = {
+        let mut p = core.pending.lock();
+        match p.get(msg_id) {
+            Some((eid, _)) if eid == from_id => p.remove(msg_id),
+            _ => None,
+        }
+    };
+    match waiter {
+        Some((_, tx)) => {
+            let _ = tx.send(msg);
+        }
+        None => {
+            debug!(endpoint_id = %from_id, msg_id, "response matches no pending request");
+            metrics::counter!(m::UNMATCHED_RESPONSES).increment(1);
+        }
+    }
+}
+
+/// Finishes the async Operate an OperationComplete belongs to.
+pub(crate) fn complete_operation(core: &Core, ev: &Arc<Event>) {
+    let Some(key) = &ev.command_key else { return };
+    let waiter = core
+        .operations
+        .lock()
+        .remove(&(ev.endpoint_id.clone(), key.clone()));
+    if let Some(tx) = waiter {
+        let _ = tx.send(ev.clone());
+    }
+}
