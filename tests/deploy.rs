@@ -406,6 +406,37 @@ fn compose_files_agree_on_ports_hosts_and_topics() {
 }
 
 #[test]
+fn compose_sim_command_is_accepted_by_the_binary() {
+    let c = compose();
+    let args = service(&c, "sim").command_args();
+    let help = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_uspwatch"))
+            .arg(&args[0])
+            .arg("--help"),
+    );
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(flag.as_str()),
+            "`uspwatch {}` has no {flag}",
+            args[0]
+        );
+    }
+    let value_of = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).expect(flag);
+        args[i + 1].clone()
+    };
+    let faults = value_of("--faults");
+    let parsed = uspwatch_sim::FaultSpec::parse_list(&faults)
+        .unwrap_or_else(|e| panic!("--faults {faults}: {e}"));
+    assert_eq!(parsed.len(), faults.split(',').count());
+    value_of("--mqtt")
+        .parse::<uspwatch_sim::MqttMode>()
+        .unwrap_or_else(|e| panic!("--mqtt: {e}"));
+    let agents: usize = value_of("--agents").parse().expect("--agents");
+    assert!(agents > 0);
+}
+
+#[test]
 fn compose_uspwatch_config_passes_check_config() {
     let c = compose();
     assert_check_config_passes(&compose_uspwatch_config_path(&c));
