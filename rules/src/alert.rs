@@ -123,6 +123,7 @@ pub(crate) fn apply(
                 a.values = row;
                 a.annotations = annotations;
                 a.last_seen_ms = now_ms;
+                a.keep_firing_since_ms = None;
                 a.silenced = is_silenced;
                 if a.state == AlertState::Pending && now_ms - a.active_since_ms >= for_ms {
                     a.state = AlertState::Firing;
@@ -144,6 +145,7 @@ pub(crate) fn apply(
                     fired_at_ms: None,
                     resolved_at_ms: None,
                     last_seen_ms: now_ms,
+                    keep_firing_since_ms: None,
                     silenced: is_silenced,
                     actions: Vec::new(),
                 };
@@ -165,7 +167,8 @@ pub(crate) fn apply(
             AlertState::Pending => gone.push(fp.clone()),
             AlertState::Firing => {
                 a.silenced = silenced(silences, &a.labels, now_ms);
-                if now_ms - a.last_seen_ms >= keep_ms {
+                let since = *a.keep_firing_since_ms.get_or_insert(now_ms);
+                if now_ms - since >= keep_ms {
                     a.state = AlertState::Resolved;
                     a.resolved_at_ms = Some(now_ms);
                     changes.push(change(Some(AlertState::Firing), a));

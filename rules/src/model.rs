@@ -62,6 +62,10 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     /// Last evaluation whose result contained this alert.
     pub last_seen_ms: i64,
+    /// First evaluation of a firing alert whose result no longer contained it
+    /// (`keep_firing_for` counts from here).
+    #[serde(default)]
+    pub keep_firing_since_ms: Option<i64>,
     pub silenced: bool,
     /// The most recent actions taken (or suppressed) for this alert, newest last.
     pub actions: Vec<ActionRecord>,
