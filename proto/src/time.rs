@@ -3,17 +3,61 @@
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub fn rfc3339_millis(epoch_ms: i64) -> String {
-    let secs = epoch_ms.div_euclid(1000);
-    let millis = epoch_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    let t = Parts::of(epoch_ms);
+    if !(0..=9999).contains(&t.year) {
+        return t.formatted();
+    }
+    // Every Event carries a timestamp; writing digits into a fixed template is several times
+    // faster than `format!`.
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, t.year.unsigned_abs());
+    put(5, 2, t.month.into());
+    put(8, 2, t.day.into());
+    put(11, 2, t.hour);
+    put(14, 2, t.minute);
+    put(17, 2, t.second);
+    put(20, 3, t.millis);
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u64,
+}
+
+impl Parts {
+    fn of(epoch_ms: i64) -> Parts {
+        let secs = epoch_ms.div_euclid(1000);
+        let sod = secs.rem_euclid(86_400).unsigned_abs();
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        Parts {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: (sod % 3600) / 60,
+            second: sod % 60,
+            millis: epoch_ms.rem_euclid(1000).unsigned_abs(),
+        }
+    }
+
+    fn formatted(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
+        )
+    }
 }
 
 // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -43,5 +87,22 @@ mod tests {
             "2026-11-25T08:29:30.000Z"
         );
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_millis(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn fast_path_agrees_with_format() {
+        let mut t: i64 = -62_167_219_200_000; // 0000-01-01
+        while t < 253_402_300_800_000 {
+            assert_eq!(rfc3339_millis(t), Parts::of(t).formatted(), "{t}");
+            t += 7_777_777_777_777 / 1000 + 12_345;
+        }
     }
 }
