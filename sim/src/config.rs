@@ -26,6 +26,8 @@ use crate::error::{Error, Result};
 /// notify_retry_min_wait = "5s"
 /// reboot_delay = "2s"
 /// operation_duration = "1s"
+/// reboot_loop_period = "15s"
+/// wan_flap_period = "10s"
 /// connect_rate = 500
 /// seed = 1
 /// track_notifies = true
@@ -74,6 +76,12 @@ pub struct FleetConfig {
     /// How long an asynchronous command (IPPing, diagnostics) runs. Default 1 s.
     #[serde(with = "humantime_serde")]
     pub operation_duration: Duration,
+    /// Time between the local reboots of a `reboot_loop` agent (±13 %). Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub reboot_loop_period: Duration,
+    /// Time between the WAN status toggles of a `wan_flap` agent (±10 %). Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub wan_flap_period: Duration,
     /// Agents started per second, so a big fleet does not hit the broker at once. Default 500.
     pub connect_rate: u32,
     /// Seed for fault assignment and every simulated value. Default 1.
@@ -104,6 +112,8 @@ impl Default for FleetConfig {
             notify_retry_min_wait: Duration::from_secs(5),
             reboot_delay: Duration::from_secs(2),
             operation_duration: Duration::from_secs(1),
+            reboot_loop_period: Duration::from_secs(15),
+            wan_flap_period: Duration::from_secs(10),
             connect_rate: 500,
             seed: 1,
             track_notifies: true,
@@ -131,6 +141,8 @@ impl fmt::Debug for FleetConfig {
             .field("notify_retry_min_wait", &self.notify_retry_min_wait)
             .field("reboot_delay", &self.reboot_delay)
             .field("operation_duration", &self.operation_duration)
+            .field("reboot_loop_period", &self.reboot_loop_period)
+            .field("wan_flap_period", &self.wan_flap_period)
             .field("connect_rate", &self.connect_rate)
             .field("seed", &self.seed)
             .field("track_notifies", &self.track_notifies)
@@ -176,6 +188,8 @@ impl FleetConfig {
             ("periodic_interval", self.periodic_interval),
             ("sample_interval", self.sample_interval),
             ("notify_retry_min_wait", self.notify_retry_min_wait),
+            ("reboot_loop_period", self.reboot_loop_period),
+            ("wan_flap_period", self.wan_flap_period),
         ] {
             if d < Duration::from_millis(10) {
                 errs.push(format!("{name}: {d:?} is below the 10ms minimum"));

@@ -54,6 +54,8 @@ impl Fleet {
             sample_interval: config.sample_interval,
             retry_min_wait: config.notify_retry_min_wait,
             operation_duration: config.operation_duration,
+            reboot_loop_period: config.reboot_loop_period,
+            wan_flap_period: config.wan_flap_period,
             track_notifies: config.track_notifies,
             start,
             run_id: format!("{run_id:x}"),

@@ -38,6 +38,8 @@ pub(crate) struct Params {
     pub(crate) sample_interval: Duration,
     pub(crate) retry_min_wait: Duration,
     pub(crate) operation_duration: Duration,
+    pub(crate) reboot_loop_period: Duration,
+    pub(crate) wan_flap_period: Duration,
     pub(crate) track_notifies: bool,
     /// The fleet's start: fault onsets count from here.
     pub(crate) start: Instant,
@@ -435,8 +437,7 @@ impl Agent {
                     self.next_local_reboot = Some(now + self.reboot_loop_period());
                 }
                 Scenario::WanFlap => {
-                    self.next_flap =
-                        Some(now + Duration::from_millis(self.rng.random_range(1_000..=3_000)));
+                    self.next_flap = Some(now + self.flap_period().mul_f64(0.2));
                 }
                 _ => {}
             }
@@ -447,7 +448,15 @@ impl Agent {
     }
 
     fn reboot_loop_period(&mut self) -> Duration {
-        Duration::from_millis(self.rng.random_range(13_000..=17_000))
+        self.p
+            .reboot_loop_period
+            .mul_f64(self.rng.random_range(0.87..=1.13))
+    }
+
+    fn flap_period(&mut self) -> Duration {
+        self.p
+            .wan_flap_period
+            .mul_f64(self.rng.random_range(0.9..=1.1))
     }
 
     pub(crate) fn fault_active(&self, s: Scenario) -> bool {
@@ -493,9 +502,6 @@ impl Agent {
         self.pending_boot = Some((cause, command_key));
         self.ops.clear();
         self.tree.remove_object(REQUEST_TABLE);
-        self.next_flap = self
-            .next_flap
-            .map(|_| Instant::now() + Duration::from_secs(10));
         if remote {
             self.clear_fault(Scenario::MemoryLeak);
             self.clear_fault(Scenario::Silent);

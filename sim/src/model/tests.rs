@@ -35,6 +35,8 @@ fn agent(index: usize, faults: &[(Scenario, Duration)]) -> H {
         sample_interval: 5 * S,
         retry_min_wait: 5 * S,
         operation_duration: S,
+        reboot_loop_period: 15 * S,
+        wan_flap_period: 10 * S,
         track_notifies: true,
         start: t0,
         run_id: "r".into(),
