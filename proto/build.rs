@@ -31,16 +31,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let enums = [
         (".usp_record.Record.payload_security", "payload_security"),
-        (".usp_record.SessionContextRecord.payload_sar_state", "sar_state"),
-        (".usp_record.SessionContextRecord.payloadrec_sar_state", "sar_state"),
+        (
+            ".usp_record.SessionContextRecord.payload_sar_state",
+            "sar_state",
+        ),
+        (
+            ".usp_record.SessionContextRecord.payloadrec_sar_state",
+            "sar_state",
+        ),
         (".usp_record.MQTTConnectRecord.version", "mqtt_version"),
         (".usp_record.STOMPConnectRecord.version", "stomp_version"),
         (".usp.Header.msg_type", "msg_type"),
-        (".usp.GetSupportedDMResp.SupportedObjectResult.access", "obj_access"),
-        (".usp.GetSupportedDMResp.SupportedParamResult.access", "param_access"),
-        (".usp.GetSupportedDMResp.SupportedParamResult.value_type", "param_value_type"),
-        (".usp.GetSupportedDMResp.SupportedParamResult.value_change", "value_change_type"),
-        (".usp.GetSupportedDMResp.SupportedCommandResult.command_type", "cmd_type"),
+        (
+            ".usp.GetSupportedDMResp.SupportedObjectResult.access",
+            "obj_access",
+        ),
+        (
+            ".usp.GetSupportedDMResp.SupportedParamResult.access",
+            "param_access",
+        ),
+        (
+            ".usp.GetSupportedDMResp.SupportedParamResult.value_type",
+            "param_value_type",
+        ),
+        (
+            ".usp.GetSupportedDMResp.SupportedParamResult.value_change",
+            "value_change_type",
+        ),
+        (
+            ".usp.GetSupportedDMResp.SupportedCommandResult.command_type",
+            "cmd_type",
+        ),
     ];
     for (field, func) in enums {
         config.field_attribute(

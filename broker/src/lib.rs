@@ -69,6 +69,22 @@ use crate::state::{Counters, LOCAL_PREFIX, LinkFactory, Shared};
 /// Router connection slots kept for local links on top of `max_connections`.
 const LOCAL_LINK_RESERVE: usize = 64;
 
+/// The filters not already covered by another one: rumqttd delivers a message once per
+/// matching filter, so `x` next to `x/#` would deliver every message on `x` twice.
+fn covering(filters: &[String]) -> Vec<&String> {
+    filters
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            !filters
+                .iter()
+                .enumerate()
+                .any(|(j, g)| (g != *f || j < *i) && rumqttd::protocol::matches(f, g))
+        })
+        .map(|(_, f)| f)
+        .collect()
+}
+
 /// Which listener an address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,7 +236,8 @@ impl Broker {
         self.addrs.clone()
     }
 
-    /// An in-process link, not subject to the ACL, subscribed (QoS 0) to `filters`.
+    /// An in-process link, not subject to the ACL, subscribed (QoS 0) to `filters` (a filter
+    /// covered by another, like `x` by `x/#`, is left out so nothing arrives twice).
     /// Deliveries keep the MQTT 5 properties they were published with. When the receiver
     /// is dropped the link leaves the router.
     pub fn local_link(
@@ -237,7 +254,7 @@ impl Broker {
         let router_id = format!("{LOCAL_PREFIX}{n}-{client_id}");
         let (mut tx, rx, _ack) =
             (self.shared.link)(&router_id, true).map_err(|e| Error::Link(e.to_string()))?;
-        for f in filters {
+        for f in covering(filters) {
             tx.subscribe(f.clone()).map_err(|e| Error::Link(e.to_string()))?;
         }
         let tx = Arc::new(Mutex::new(tx));
@@ -273,5 +290,18 @@ impl Broker {
             acl_denied_publish: g(&c.acl_denied_publish),
             acl_denied_subscribe: g(&c.acl_denied_subscribe),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covering;
+
+    #[test]
+    fn covered_filters_are_dropped() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let input = f(&["usp/c/x", "usp/c/x/#", "usp/c/y", "usp/c/y"]);
+        let got: Vec<&str> = covering(&input).into_iter().map(String::as_str).collect();
+        assert_eq!(got, vec!["usp/c/x/#", "usp/c/y"]);
     }
 }

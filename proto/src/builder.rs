@@ -203,7 +203,11 @@ pub fn operate(
 }
 
 /// GetSupportedDM returning commands, events and parameters.
-pub fn get_supported_dm(msg_id: &str, obj_paths: &[impl AsRef<str>], first_level_only: bool) -> Msg {
+pub fn get_supported_dm(
+    msg_id: &str,
+    obj_paths: &[impl AsRef<str>],
+    first_level_only: bool,
+) -> Msg {
     req(
         msg_id,
         MsgType::GetSupportedDm,
@@ -387,15 +391,32 @@ mod tests {
         round_trip(set("m2", false, std::slice::from_ref(&obj)));
         round_trip(add("m3", true, &[obj]));
         round_trip(delete("m4", false, &["Device.LocalAgent.Subscription.3."]));
-        round_trip(operate("m5", "Device.IP.Diagnostics.IPPing()", "k1", true, args.clone()));
+        round_trip(operate(
+            "m5",
+            "Device.IP.Diagnostics.IPPing()",
+            "k1",
+            true,
+            args.clone(),
+        ));
         round_trip(get_supported_dm("m6", &["Device."], true));
         round_trip(get_instances("m7", &["Device.WiFi.SSID."], false));
-        round_trip(get_supported_protocol("m8", crate::SUPPORTED_PROTOCOL_VERSIONS));
+        round_trip(get_supported_protocol(
+            "m8",
+            crate::SUPPORTED_PROTOCOL_VERSIONS,
+        ));
         round_trip(notify_resp("m9", "sub-1"));
         round_trip(error("m10", 7004, "bad", &[("Device.X", 7012, "nope")]));
         round_trip(value_change("m11", "s", true, "Device.X", "1"));
         round_trip(event("m12", "s", false, "Device.", "Boot!", args.clone()));
-        round_trip(operation_complete("m13", "s", true, "Device.", "Reboot()", "k", Ok(args)));
+        round_trip(operation_complete(
+            "m13",
+            "s",
+            true,
+            "Device.",
+            "Reboot()",
+            "k",
+            Ok(args),
+        ));
         round_trip(operation_complete(
             "m14",
             "s",

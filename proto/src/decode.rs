@@ -4,6 +4,8 @@
 //! repeated oneof member silently replaces the earlier one. [`validate`] adds the TR-369 rules
 //! on top, so what passes is a Record a Controller can act on.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use prost::Message;
 
@@ -95,29 +97,60 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
 /// Decodes and validates a Record: size, exactly one record_type, version, endpoint IDs,
 /// payload presence, and for a plaintext payload the Msg rules of [`validate_msg`].
 pub fn validate(bytes: &[u8], limits: &Limits) -> Result<Decoded> {
+    check_size(bytes, limits)?;
+    let mut record = Record::default();
+    record
+        .merge(bytes)
+        .map_err(|e| Error::Undecodable(e.to_string()))?;
+    validate_record(bytes, record)
+}
+
+/// [`validate`] for a Record already held in a [`Bytes`] buffer (as MQTT stacks hand them
+/// over): the decoded payload shares the buffer instead of being copied.
+pub fn validate_bytes(bytes: &Bytes, limits: &Limits) -> Result<Decoded> {
+    check_size(bytes, limits)?;
+    let mut record = Record::default();
+    record
+        .merge(bytes.clone())
+        .map_err(|e| Error::Undecodable(e.to_string()))?;
+    validate_record(bytes, record)
+}
+
+fn check_size(bytes: &[u8], limits: &Limits) -> Result<()> {
     if bytes.len() > limits.max_record_size {
         return Err(Error::TooLarge {
             size: bytes.len(),
             limit: limits.max_record_size,
         });
     }
-    let record = Record::decode(bytes).map_err(|e| Error::Undecodable(e.to_string()))?;
+    Ok(())
+}
+
+fn validate_record(bytes: &[u8], record: Record) -> Result<Decoded> {
     let members = count_fields(bytes, |f| (7..=13).contains(&f));
     if members > 1 {
         return Err(Error::MultipleRecordTypes(members));
     }
     validate_header(&record)?;
-    let payload = match payload_bytes(&record)? {
+    // Built in place: Records and Msgs are a few hundred bytes each, and on the broker's
+    // per-message path every avoided move counts.
+    let mut decoded = Decoded {
+        record,
+        payload: Payload::None,
+    };
+    match payload_bytes(&decoded.record)? {
         PayloadBytes::Plain(b) => {
-            let msg = decode_msg(&b)?;
+            let mut msg = Msg::default();
+            msg.merge(&*b)
+                .map_err(|e| Error::MsgUndecodable(e.to_string()))?;
             check_msg_oneofs(&b)?;
             validate_msg(&msg)?;
-            Payload::Msg(msg)
+            decoded.payload = Payload::Msg(msg);
         }
-        PayloadBytes::Opaque(o) => Payload::Opaque(o),
-        PayloadBytes::None => Payload::None,
-    };
-    Ok(Decoded { record, payload })
+        PayloadBytes::Opaque(o) => decoded.payload = Payload::Opaque(o),
+        PayloadBytes::None => {}
+    }
+    Ok(decoded)
 }
 
 fn validate_header(record: &Record) -> Result<()> {
@@ -168,13 +201,15 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-enum PayloadBytes {
-    Plain(Bytes),
+// Borrowed from the Record where possible: cloning a `Bytes` that prost built from a slice
+// would allocate a shared header on every Record.
+enum PayloadBytes<'a> {
+    Plain(Cow<'a, [u8]>),
     Opaque(Opaque),
     None,
 }
 
-fn payload_bytes(record: &Record) -> Result<PayloadBytes> {
+fn payload_bytes(record: &Record) -> Result<PayloadBytes<'_>> {
     let tls = record.payload_security == PayloadSecurity::Tls12 as i32;
     match &record.record_type {
         Some(record::RecordType::NoSessionContext(n)) => {
@@ -183,7 +218,7 @@ fn payload_bytes(record: &Record) -> Result<PayloadBytes> {
             } else if tls {
                 Ok(PayloadBytes::Opaque(Opaque::Tls12))
             } else {
-                Ok(PayloadBytes::Plain(n.payload.clone()))
+                Ok(PayloadBytes::Plain(Cow::Borrowed(&n.payload)))
             }
         }
         Some(record::RecordType::SessionContext(s)) => {
@@ -197,9 +232,9 @@ fn payload_bytes(record: &Record) -> Result<PayloadBytes> {
             } else if !unsegmented {
                 Ok(PayloadBytes::Opaque(Opaque::Segmented))
             } else if s.payload.len() == 1 {
-                Ok(PayloadBytes::Plain(s.payload[0].clone()))
+                Ok(PayloadBytes::Plain(Cow::Borrowed(&s.payload[0])))
             } else {
-                Ok(PayloadBytes::Plain(Bytes::from(s.payload.concat())))
+                Ok(PayloadBytes::Plain(Cow::Owned(s.payload.concat())))
             }
         }
         _ => Ok(PayloadBytes::None),
@@ -250,17 +285,18 @@ pub fn msg_type_of(body: &body::MsgBody) -> (i32, &'static str) {
 /// Checks the Msg rules: a header with a msg_id, exactly one body member, a msg_type that
 /// agrees with the body, and a Notify that carries a notification.
 pub fn validate_msg(msg: &Msg) -> Result<()> {
-    let header = msg.header.as_ref().ok_or(Error::MissingHeader)?;
+    let Some(header) = msg.header.as_ref() else {
+        return Err(Error::MissingHeader);
+    };
     if header.msg_id.is_empty() {
         return Err(Error::MissingMsgId);
     }
-    let body = msg
-        .body
-        .as_ref()
-        .ok_or(Error::MissingBody)?
-        .msg_body
-        .as_ref()
-        .ok_or(Error::EmptyBody)?;
+    let Some(body) = msg.body.as_ref() else {
+        return Err(Error::MissingBody);
+    };
+    let Some(body) = body.msg_body.as_ref() else {
+        return Err(Error::EmptyBody);
+    };
     let (expected, body_name) = msg_type_of(body);
     if expected < 0 {
         return Err(Error::EmptyBody);
@@ -283,24 +319,35 @@ pub fn validate_msg(msg: &Msg) -> Result<()> {
     Ok(())
 }
 
-/// Rejects a Msg whose body or request/response oneof is set more than once on the wire
-/// (protobuf would silently keep the last one).
+/// Rejects a Msg whose body, request/response or notification oneof is set more than once on
+/// the wire (protobuf would silently keep the last one).
 fn check_msg_oneofs(msg: &[u8]) -> Result<()> {
-    let mut bodies = 0;
-    let mut inner = 0;
-    for body in submessages(msg, 2) {
-        bodies += count_fields(body, |f| (1..=3).contains(&f));
-        for field in [1, 2] {
-            for r in submessages(body, field) {
-                inner += count_fields(r, |f| (1..=11).contains(&f));
-            }
+    let (mut bodies, mut inner, mut notifications) = (0, 0, 0);
+    walk(msg, |field, body| {
+        if field != 2 {
+            return;
         }
-    }
-    if bodies > 1 {
-        return Err(Error::MultipleBodies(bodies));
-    }
-    if inner > 1 {
-        return Err(Error::MultipleBodies(inner));
+        walk(body, |field, member| match field {
+            1 | 2 => {
+                bodies += 1;
+                walk(member, |f, m| {
+                    if (1..=11).contains(&f) {
+                        inner += 1;
+                    }
+                    // Request.notify = 8: its notification oneof is fields 3..=8.
+                    if field == 1 && f == 8 {
+                        notifications += count_fields(m, |n| (3..=8).contains(&n));
+                    }
+                });
+            }
+            3 => bodies += 1,
+            _ => {}
+        });
+    });
+    for n in [bodies, inner, notifications] {
+        if n > 1 {
+            return Err(Error::MultipleBodies(n));
+        }
     }
     Ok(())
 }
@@ -363,14 +410,4 @@ fn count_fields(buf: &[u8], pred: impl Fn(u32) -> bool) -> usize {
         }
     });
     n
-}
-
-fn submessages(buf: &[u8], field: u32) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    walk(buf, |f, b| {
-        if f == field {
-            out.push(b);
-        }
-    });
-    out
 }

@@ -13,7 +13,7 @@
 //! - [`Command`] is the serialisable request a rule, the HTTP API or a remediation job asks for.
 //!
 //! ```
-//! use uspwatch_proto::{builder, validate, wrap, Limits, Payload};
+//! use uspwatch_proto::{builder, validate, wrap, Limits, Message, Payload};
 //!
 //! let msg = builder::value_change("msg-1", "sub-1", true, "Device.WiFi.Radio.1.Stats.Noise", "-65");
 //! let bytes = wrap(&msg, "os::00256D-0001", "self::uspwatch").encode_to_vec();
@@ -31,6 +31,7 @@ mod error;
 mod event;
 pub mod json;
 pub mod mqtt;
+pub mod schema;
 mod time;
 
 /// Code generated from `proto/usp-msg.proto` and `proto/usp-record.proto`.
@@ -48,7 +49,9 @@ pub mod pb {
 
 pub use builder::wrap;
 pub use command::{Command, ObjectParams};
-pub use decode::{Decoded, Limits, Opaque, Payload, decode, msg_type_of, validate, validate_msg};
+pub use decode::{
+    Decoded, Limits, Opaque, Payload, decode, msg_type_of, validate, validate_bytes, validate_msg,
+};
 pub use endpoint::{EndpointId, validate_endpoint_id};
 pub use error::{Error, Reason, Result};
 pub use event::{

@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn last_reply_to_wins_and_lowercase_escape_is_accepted() {
-        let (dest, reply) = split_reply_to("a/reply-to=x/reply-to=b%2fc").unwrap().unwrap();
+        let (dest, reply) = split_reply_to("a/reply-to=x/reply-to=b%2fc")
+            .unwrap()
+            .unwrap();
         assert_eq!(dest, "a/reply-to=x");
         assert_eq!(reply, "b/c");
     }
@@ -110,7 +112,10 @@ mod tests {
 
     #[test]
     fn endpoint_of_topic() {
-        assert_eq!(topic_endpoint("usp/agent/os::1-2", "usp/agent"), Some("os::1-2"));
+        assert_eq!(
+            topic_endpoint("usp/agent/os::1-2", "usp/agent"),
+            Some("os::1-2")
+        );
         assert_eq!(
             topic_endpoint("usp/controller/self::c/reply-to=a%2Fb", "usp/controller"),
             Some("self::c")

@@ -38,7 +38,10 @@ mod tests {
     fn known_instants() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_millis(1_795_595_370_000), "2026-11-25T08:29:30.000Z");
+        assert_eq!(
+            rfc3339_millis(1_795_595_370_000),
+            "2026-11-25T08:29:30.000Z"
+        );
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -529,6 +529,15 @@ fn corpus() -> Vec<Case> {
             MultipleBodies,
         ),
         case(
+            "two notification members",
+            record(&msg(
+                "m",
+                NOTIFY,
+                &notify(&[value_change(), ld(6, &s(1, "Device.X.1."))].concat()),
+            )),
+            MultipleBodies,
+        ),
+        case(
             "msg_type GET on a GetResp body",
             record(&msg("m", GET, &response(&ld(1, &[])))),
             MsgTypeMismatch,

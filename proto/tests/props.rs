@@ -13,7 +13,7 @@ use uspwatch_proto::pb::usp_record::{
     record::RecordType,
 };
 use uspwatch_proto::{
-    Event, Limits, Message, Opaque, Payload, decode, validate, validate_msg, wrap,
+    Event, Limits, Message, Opaque, Payload, decode, validate, validate_bytes, validate_msg, wrap,
 };
 
 fn text() -> impl Strategy<Value = String> {
@@ -395,6 +395,11 @@ fn any_record() -> impl Strategy<Value = Record> {
 fn never_panics(bytes: &[u8]) {
     let _ = decode(bytes);
     let limits = Limits::default();
+    // The zero-copy entry point must agree with the slice one on every input.
+    assert_eq!(
+        validate_bytes(&Bytes::copy_from_slice(bytes), &limits),
+        validate(bytes, &limits)
+    );
     if let Ok(d) = validate(bytes, &limits) {
         if let Some(m) = d.msg() {
             let _ = Event::from_notify(&d.record, m, 0).map(|e| serde_json::to_string(&e));

@@ -151,7 +151,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(a.len(), 25);
+        assert_eq!(a.len(), 26, "round(0.5 × 25) = 13 of each kind");
     }
 
     #[test]

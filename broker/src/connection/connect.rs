@@ -183,6 +183,10 @@ async fn read_first<S: AsyncRead + Unpin>(
     rbuf: &mut BytesMut,
 ) -> Result<Packet, ReadError> {
     loop {
+        // Anything but CONNECT first is not an MQTT client: no need to wait for more bytes.
+        if rbuf.first().is_some_and(|b| *b != 0x10) {
+            return Err(ReadError::Malformed("first packet is not CONNECT".into()));
+        }
         if let Some(p) = codec.read(rbuf, MAX_CONNECT_SIZE)? {
             return Ok(p);
         }

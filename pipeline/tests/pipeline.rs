@@ -1,0 +1,11 @@
+//! Integration tests of the pipeline: a fake MQTT transport plays the agents' side, and
+//! librdkafka's mock cluster (a real Kafka-protocol broker in this process) plays Kafka.
+
+mod pipeline {
+    pub mod crash;
+    pub mod kafka;
+    pub mod log_store;
+    pub mod outage;
+    pub mod requests;
+    pub mod support;
+}
