@@ -406,6 +406,37 @@ fn compose_files_agree_on_ports_hosts_and_topics() {
 }
 
 #[test]
+fn compose_sim_command_is_accepted_by_the_binary() {
+    let c = compose();
+    let args = service(&c, "sim").command_args();
+    let help = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_uspwatch"))
+            .arg(&args[0])
+            .arg("--help"),
+    );
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(flag.as_str()),
+            "`uspwatch {}` has no {flag}",
+            args[0]
+        );
+    }
+    let value_of = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).expect(flag);
+        args[i + 1].clone()
+    };
+    let faults = value_of("--faults");
+    let parsed = uspwatch_sim::FaultSpec::parse_list(&faults)
+        .unwrap_or_else(|e| panic!("--faults {faults}: {e}"));
+    assert_eq!(parsed.len(), faults.split(',').count());
+    value_of("--mqtt")
+        .parse::<uspwatch_sim::MqttMode>()
+        .unwrap_or_else(|e| panic!("--mqtt: {e}"));
+    let agents: usize = value_of("--agents").parse().expect("--agents");
+    assert!(agents > 0);
+}
+
+#[test]
 fn compose_uspwatch_config_passes_check_config() {
     let c = compose();
     assert_check_config_passes(&compose_uspwatch_config_path(&c));
@@ -828,6 +859,60 @@ fn dashboards_parse_and_every_panel_queries_the_provisioned_datasource() {
         }
         assert!(charts >= 4, "{name}: only {charts} panels");
     }
+}
+
+/// Grafana's variables replaced by values of the kind Grafana substitutes, so Prometheus' own
+/// parser can check the query.
+fn expand_grafana_variables(expr: &str) -> String {
+    let out = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "1h")
+        .replace("${instance}", ".*")
+        .replace("$instance", ".*");
+    assert!(!out.contains('$'), "unexpanded Grafana variable in {expr}");
+    out
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    let promtool = debian_tool(PROMTOOL, "prometheus");
+    // promtool parses PromQL only inside rule files: one recording rule per panel query.
+    let mut rules = String::from("groups:\n  - name: dashboards\n    rules:\n");
+    let mut n = 0;
+    for (path, d) in dashboards::dashboards() {
+        for p in dashboards::panels(&d) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let Some(expr) = t["expr"].as_str() else {
+                    continue;
+                };
+                n += 1;
+                let expr = expand_grafana_variables(expr);
+                let quoted = serde_json::to_string(&expr).expect("json string");
+                rules.push_str(&format!(
+                    "      # {} / {}\n      - record: dashboard_query_{n}\n        expr: {quoted}\n",
+                    path.file_name().unwrap_or_default().to_string_lossy(),
+                    p["title"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(n > 20, "only {n} queries");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dashboards.rules.yml");
+    std::fs::write(&file, &rules).expect("write rules");
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "a dashboard query is not valid PromQL:\n{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `pub const NAME: &str = "uspwatch_…";` in the metric modules of the crates and the binary.

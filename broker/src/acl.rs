@@ -116,7 +116,9 @@ pub(crate) fn check_record(
         return Err(UspError::WrongContentType(ct.chars().take(128).collect()));
     }
     if p.v311 && split_reply_to(p.topic)?.is_none() {
-        return Err(UspError::MissingReplyTo(p.topic.chars().take(128).collect()));
+        return Err(UspError::MissingReplyTo(
+            p.topic.chars().take(128).collect(),
+        ));
     }
     let decoded = uspwatch_proto::validate(p.payload, limits)?;
     if decoded.record.from_id != bound_eid {
@@ -200,7 +202,10 @@ mod tests {
         assert_eq!(acl.may_publish(&a, "usp/agent/os::00256D-B"), None);
         assert_eq!(acl.may_publish(&a, "usp/agent/os::00256D-A"), None);
         assert_eq!(acl.may_publish(&a, "other/topic"), None);
-        assert_eq!(acl.may_publish(&a, "bulk/x/report"), Some(Destination::BulkData));
+        assert_eq!(
+            acl.may_publish(&a, "bulk/x/report"),
+            Some(Destination::BulkData)
+        );
         assert_eq!(acl.may_publish(&c, "bulk/x/report"), None);
         assert_eq!(
             acl.may_publish(&c, "usp/agent/os::00256D-B"),
@@ -225,17 +230,33 @@ mod tests {
                 content_type: ct,
                 v311,
             };
-            check_record(&acl, Side::Controller, "os::00256D-A", &p, &limits).map_err(|e| e.reason())
+            check_record(&acl, Side::Controller, "os::00256D-A", &p, &limits)
+                .map_err(|e| e.reason())
         };
         let t = "usp/controller/self::ctl";
         let t311 = "usp/controller/self::ctl/reply-to=usp%2Fagent%2Fos::00256D-A";
         assert!(check(t, &good, Some("usp.msg"), false).is_ok());
         assert!(check(t, &good, None, false).is_ok());
         assert!(check(t311, &good, None, true).is_ok());
-        assert_eq!(check(t, &good, None, true).unwrap_err(), Reason::MissingReplyTo);
-        assert_eq!(check(t, &good, Some("text/plain"), false).unwrap_err(), Reason::WrongContentType);
-        assert_eq!(check(t, &spoofed, None, false).unwrap_err(), Reason::FromIdMismatch);
-        assert_eq!(check(t, &misaddressed, None, false).unwrap_err(), Reason::ToIdMismatch);
-        assert_eq!(check(t, &junk, None, false).unwrap_err(), Reason::Undecodable);
+        assert_eq!(
+            check(t, &good, None, true).unwrap_err(),
+            Reason::MissingReplyTo
+        );
+        assert_eq!(
+            check(t, &good, Some("text/plain"), false).unwrap_err(),
+            Reason::WrongContentType
+        );
+        assert_eq!(
+            check(t, &spoofed, None, false).unwrap_err(),
+            Reason::FromIdMismatch
+        );
+        assert_eq!(
+            check(t, &misaddressed, None, false).unwrap_err(),
+            Reason::ToIdMismatch
+        );
+        assert_eq!(
+            check(t, &junk, None, false).unwrap_err(),
+            Reason::Undecodable
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -272,7 +272,10 @@ mod tests {
     fn bad_file_reports_every_entry() {
         let text = "[[client]]\nusername = \"a\"\npassword_hash = \"plain\"\nendpoint_id = \"x\"\nrole = \"agent\"\n";
         let err = Credentials::parse(text).unwrap_err();
-        assert!(err.contains("PHC") && err.contains("Endpoint") || err.contains("endpoint"), "{err}");
+        assert!(
+            err.contains("PHC") && err.contains("Endpoint") || err.contains("endpoint"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -281,16 +284,34 @@ mod tests {
         let ok = Some(Some(("os::00256D-1".to_string(), Role::Agent)));
         // The password's EID, with no claim or a matching claim.
         assert!(bind(&offer(None, None, "mosq-1"), ok.clone(), &creds, false).is_ok());
-        assert!(bind(&offer(None, Some("os::00256D-1"), "x"), ok.clone(), &creds, false).is_ok());
+        assert!(
+            bind(
+                &offer(None, Some("os::00256D-1"), "x"),
+                ok.clone(),
+                &creds,
+                false
+            )
+            .is_ok()
+        );
         // A contradicting claim, by user property or by client id.
-        let e = bind(&offer(None, Some("os::00256D-2"), "x"), ok.clone(), &creds, false);
+        let e = bind(
+            &offer(None, Some("os::00256D-2"), "x"),
+            ok.clone(),
+            &creds,
+            false,
+        );
         assert_eq!(e.unwrap_err().reason(), "endpoint_mismatch");
         let e = bind(&offer(None, None, "os::00256D-2"), ok, &creds, false);
         assert_eq!(e.unwrap_err().reason(), "endpoint_mismatch");
         // Certificates win and must agree with claims.
         let cert = bind(&offer(Some("os::00256D-3"), None, "c"), None, &creds, false);
         assert_eq!(cert.unwrap().0, "os::00256D-3");
-        let e = bind(&offer(Some("os::00256D-3"), None, "os::00256D-4"), None, &creds, false);
+        let e = bind(
+            &offer(Some("os::00256D-3"), None, "os::00256D-4"),
+            None,
+            &creds,
+            false,
+        );
         assert_eq!(e.unwrap_err().reason(), "endpoint_mismatch");
         // Anonymous.
         let e = bind(&offer(None, None, "os::00256D-5"), None, &creds, false);

@@ -45,7 +45,11 @@ impl Codec {
     }
 
     /// Reads one packet if `buf` holds a complete one.
-    pub(crate) fn read(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, ReadError> {
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<Packet>, ReadError> {
         let Some(&first) = buf.first() else {
             return Ok(None);
         };

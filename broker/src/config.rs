@@ -277,7 +277,9 @@ impl BrokerConfig {
         }
         for f in &self.topics.bulk_data_topics {
             if !rumqttd::protocol::valid_filter(f) || f.starts_with('$') {
-                e.push(format!("topics.bulk_data_topics: {f:?} is not a valid MQTT filter"));
+                e.push(format!(
+                    "topics.bulk_data_topics: {f:?} is not a valid MQTT filter"
+                ));
             }
         }
         let r = &self.router;

@@ -16,9 +16,8 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use rumqttd::Notification;
 use rumqttd::protocol::{
-    Disconnect, DisconnectReasonCode, Filter, Packet, PingResp, Publish, PublishProperties,
-    SubAck, Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason,
-    Unsubscribe,
+    Disconnect, DisconnectReasonCode, Filter, Packet, PingResp, Publish, PublishProperties, SubAck,
+    Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -194,7 +193,10 @@ struct Connection {
     link_tx: rumqttd::local::LinkTx,
     link_rx: rumqttd::local::LinkRx,
     ka_timeout: std::time::Duration,
-    will: Option<(rumqttd::protocol::LastWill, Option<rumqttd::protocol::LastWillProperties>)>,
+    will: Option<(
+        rumqttd::protocol::LastWill,
+        Option<rumqttd::protocol::LastWillProperties>,
+    )>,
     conn_no: u64,
     accepted: ::metrics::Counter,
 }
@@ -251,7 +253,11 @@ impl Connection {
 
     /// Handles every complete packet in the read buffer, then hands the batch to the router
     /// and writes our own answers.
-    async fn on_bytes<S: AsyncWrite + Unpin>(&mut self, socket: &mut S, max: usize) -> Result<(), End> {
+    async fn on_bytes<S: AsyncWrite + Unpin>(
+        &mut self,
+        socket: &mut S,
+        max: usize,
+    ) -> Result<(), End> {
         let mut end = None;
         loop {
             match self.codec.read(&mut self.rbuf, max) {
@@ -313,7 +319,10 @@ impl Connection {
                 self.codec.write(Packet::PingResp(PingResp), &mut self.wbuf);
                 Ok(())
             }
-            p @ (Packet::PubAck(..) | Packet::PubRec(..) | Packet::PubRel(..) | Packet::PubComp(..)) => {
+            p @ (Packet::PubAck(..)
+            | Packet::PubRec(..)
+            | Packet::PubRel(..)
+            | Packet::PubComp(..)) => {
                 self.to_router.push(p);
                 Ok(())
             }
@@ -330,7 +339,10 @@ impl Connection {
     }
 
     fn on_publish(&mut self, mut p: Publish, props: Option<PublishProperties>) -> Result<(), End> {
-        if props.as_ref().is_some_and(|p| p.topic_alias.is_some() || !p.subscription_identifiers.is_empty()) {
+        if props
+            .as_ref()
+            .is_some_and(|p| p.topic_alias.is_some() || !p.subscription_identifiers.is_empty())
+        {
             return Err(End::ProtocolError);
         }
         let Ok(topic) = std::str::from_utf8(&p.topic) else {
@@ -369,7 +381,8 @@ impl Connection {
                         if rt == "no_session_context" {
                             self.accepted.increment(1);
                         } else {
-                            ::metrics::counter!(metrics::RECORDS_ACCEPTED, "record_type" => rt).increment(1);
+                            ::metrics::counter!(metrics::RECORDS_ACCEPTED, "record_type" => rt)
+                                .increment(1);
                         }
                         if !shared.config.retain_usp {
                             p.retain = false;
@@ -443,7 +456,13 @@ impl Connection {
         if allowed.is_empty() {
             let codes = slots.into_iter().map(|s| s.unwrap_or(refused)).collect();
             self.codec.write(
-                Packet::SubAck(SubAck { pkid: s.pkid, return_codes: codes }, None),
+                Packet::SubAck(
+                    SubAck {
+                        pkid: s.pkid,
+                        return_codes: codes,
+                    },
+                    None,
+                ),
                 &mut self.wbuf,
             );
             return;
@@ -483,12 +502,22 @@ impl Connection {
             ));
         }
         self.codec.write(
-            Packet::UnsubAck(UnsubAck { pkid: u.pkid, reasons }, None),
+            Packet::UnsubAck(
+                UnsubAck {
+                    pkid: u.pkid,
+                    reasons,
+                },
+                None,
+            ),
             &mut self.wbuf,
         );
     }
 
-    async fn on_notifications<S: AsyncWrite + Unpin>(&mut self, socket: &mut S, first: Notification) -> Result<(), End> {
+    async fn on_notifications<S: AsyncWrite + Unpin>(
+        &mut self,
+        socket: &mut S,
+        first: Notification,
+    ) -> Result<(), End> {
         let mut unscheduled = false;
         let mut end = None;
         let mut next = Some(first);
@@ -496,11 +525,13 @@ impl Connection {
         while let Some(notification) = next.take() {
             match notification {
                 Notification::Forward(f) => {
-                    self.codec.write(Packet::Publish(f.publish, f.properties), &mut self.wbuf);
+                    self.codec
+                        .write(Packet::Publish(f.publish, f.properties), &mut self.wbuf);
                 }
                 Notification::Unschedule => unscheduled = true,
                 Notification::Disconnect(d, props) => {
-                    self.codec.write(Packet::Disconnect(d, props), &mut self.wbuf);
+                    self.codec
+                        .write(Packet::Disconnect(d, props), &mut self.wbuf);
                     end = Some(End::RouterDropped);
                     break;
                 }
@@ -536,7 +567,10 @@ impl Connection {
                     let mut granted = ack.return_codes.into_iter();
                     ack.return_codes = slots
                         .into_iter()
-                        .map(|s| s.or_else(|| granted.next()).unwrap_or(SubscribeReasonCode::Failure))
+                        .map(|s| {
+                            s.or_else(|| granted.next())
+                                .unwrap_or(SubscribeReasonCode::Failure)
+                        })
                         .collect();
                 }
                 self.codec.write(Packet::SubAck(ack, props), &mut self.wbuf);
@@ -582,7 +616,9 @@ impl Connection {
                 Packet::Disconnect(Disconnect { reason_code: code }, None),
                 &mut self.wbuf,
             );
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.flush_socket(socket)).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.flush_socket(socket))
+                    .await;
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.shutdown()).await;
         let mut sessions = self.shared.sessions.lock();

@@ -136,7 +136,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("addrs", &self.addrs).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -181,6 +183,7 @@ impl Broker {
             rumqttd::local::LinkBuilder::new(client_id, router_tx.clone())
                 .clean_session(clean)
                 .build()
+                .map_err(|e| e.to_string())
         });
 
         let (presence, _) = broadcast::channel(config.event_capacity);
@@ -252,10 +255,10 @@ impl Broker {
         // never take the controller's session over.
         let n = self.local_no.fetch_add(1, Ordering::Relaxed);
         let router_id = format!("{LOCAL_PREFIX}{n}-{client_id}");
-        let (mut tx, rx, _ack) =
-            (self.shared.link)(&router_id, true).map_err(|e| Error::Link(e.to_string()))?;
+        let (mut tx, rx, _ack) = (self.shared.link)(&router_id, true).map_err(Error::Link)?;
         for f in covering(filters) {
-            tx.subscribe(f.clone()).map_err(|e| Error::Link(e.to_string()))?;
+            tx.subscribe(f.clone())
+                .map_err(|e| Error::Link(e.to_string()))?;
         }
         let tx = Arc::new(Mutex::new(tx));
         let (out, deliveries) = mpsc::channel(self.shared.config.local_link_capacity);

@@ -68,7 +68,8 @@ pub(crate) fn spawn(
                         connection::serve(shared, stream, remote, v5, true, eid).await;
                     }
                     Ok(Err(e)) => {
-                        ::metrics::counter!(metrics::CONNECTS, "reason" => "tls_handshake").increment(1);
+                        ::metrics::counter!(metrics::CONNECTS, "reason" => "tls_handshake")
+                            .increment(1);
                         Counters::inc(&shared.counters.connects_refused);
                         warn!(%remote, error = %e, "TLS handshake failed");
                     }

@@ -52,15 +52,21 @@ impl LinkPublisher {
         if self.closed.is_cancelled() {
             return Err(Error::LinkClosed);
         }
-        let props = (response_topic.is_some() || content_type.is_some()).then(|| PublishProperties {
-            response_topic: response_topic.map(str::to_owned),
-            content_type: content_type.map(str::to_owned),
-            ..PublishProperties::default()
-        });
+        let props =
+            (response_topic.is_some() || content_type.is_some()).then(|| PublishProperties {
+                response_topic: response_topic.map(str::to_owned),
+                content_type: content_type.map(str::to_owned),
+                ..PublishProperties::default()
+            });
         let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, false);
         // `LinkTx::send` never awaits (it queues and signals the router), so it completes on
         // the first poll.
-        match self.tx.lock().send(Packet::Publish(publish, props)).now_or_never() {
+        match self
+            .tx
+            .lock()
+            .send(Packet::Publish(publish, props))
+            .now_or_never()
+        {
             Some(Ok(_)) => Ok(()),
             _ => Err(Error::LinkClosed),
         }

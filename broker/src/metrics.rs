@@ -28,7 +28,10 @@ pub const ACL_DENIED: &str = "uspwatch_broker_acl_denied_total";
 /// Registers the description of every metric above with the installed recorder.
 pub fn describe() {
     describe_gauge!(CONNECTIONS, "Client connections currently established.");
-    describe_counter!(CONNECTS, "CONNECT outcomes by reason (accepted or why refused).");
+    describe_counter!(
+        CONNECTS,
+        "CONNECT outcomes by reason (accepted or why refused)."
+    );
     describe_counter!(DISCONNECTS, "Client connections that ended, by reason.");
     describe_counter!(
         RECORDS_ACCEPTED,
@@ -38,6 +41,12 @@ pub fn describe() {
         RECORDS_REJECTED,
         "USP Records quarantined (acknowledged, never delivered), by reason."
     );
-    describe_counter!(BULK_DATA, "Non-USP payloads routed untouched on Bulk Data topics.");
-    describe_counter!(ACL_DENIED, "Publishes and subscriptions refused by the topic ACL.");
+    describe_counter!(
+        BULK_DATA,
+        "Non-USP payloads routed untouched on Bulk Data topics."
+    );
+    describe_counter!(
+        ACL_DENIED,
+        "Publishes and subscriptions refused by the topic ACL."
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rumqttd::Notification;
-use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::local::{LinkRx, LinkTx};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
@@ -18,7 +18,7 @@ use crate::config::BrokerConfig;
 /// Registers a connection with the router: `(client id, clean session)`. The router's
 /// sender type is not nameable outside rumqttd, so it lives inside this closure.
 pub(crate) type LinkFactory =
-    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync>;
+    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), String> + Send + Sync>;
 
 /// Router client ids of local links start with this; remote clients may not use it.
 pub(crate) const LOCAL_PREFIX: &str = "uspwatch-local-";

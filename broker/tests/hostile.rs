@@ -4,19 +4,28 @@
 mod support;
 
 use bytes::{BufMut, BytesMut};
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet as P5, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS as Q5;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet as P5, SubscribeReasonCode};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uspwatch_broker::{Broker, ListenerKind};
 
 /// A well-behaved agent's Notify still reaches the controller.
-async fn still_serving(b: &Broker, link: &mut tokio::sync::mpsc::Receiver<uspwatch_broker::Delivery>, eid: &str) {
+async fn still_serving(
+    b: &Broker,
+    link: &mut tokio::sync::mpsc::Receiver<uspwatch_broker::Delivery>,
+    eid: &str,
+) {
     let (c, mut ev) = v5_client(addr(b, ListenerKind::V5), eid, |_| {}).await;
     connack5(&mut ev).await;
     let record = notify("alive", eid, CTL);
-    c.publish(CTL_TOPIC, Q5::AtLeastOnce, false, record.clone()).await.unwrap();
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    c.publish(CTL_TOPIC, Q5::AtLeastOnce, false, record.clone())
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.payload, record);
     c.disconnect().await.unwrap();
 }
@@ -29,7 +38,9 @@ async fn hostile_clients_are_cut_off_and_others_keep_working() {
 
     // Garbage instead of CONNECT.
     let mut s = tokio::net::TcpStream::connect(v5).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00garbage").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00garbage")
+        .await
+        .unwrap();
     closed_by_peer(&mut s).await;
     still_serving(&b, &mut link, "os::00256D-H1").await;
 
@@ -37,7 +48,9 @@ async fn hostile_clients_are_cut_off_and_others_keep_working() {
     let mut s = tokio::net::TcpStream::connect(v5).await.unwrap();
     let id = vec![b'a'; 200 * 1024];
     let mut body = BytesMut::new();
-    body.put_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x1e, 0x00]);
+    body.put_slice(&[
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x1e, 0x00,
+    ]);
     body.put_u16(0xffff);
     body.put_slice(&id);
     let mut pkt = BytesMut::new();
@@ -74,10 +87,15 @@ async fn hostile_clients_are_cut_off_and_others_keep_working() {
     }
     let mut refused = 0;
     while refused < 10_000 {
-        let Ok(P5::SubAck(ack)) = until(&mut ev, |e| matches!(e, Ok(P5::SubAck(_)) | Err(_))).await else {
+        let Ok(P5::SubAck(ack)) = until(&mut ev, |e| matches!(e, Ok(P5::SubAck(_)) | Err(_))).await
+        else {
             panic!("connection lost");
         };
-        assert!(ack.return_codes.iter().all(|c| *c == SubscribeReasonCode::NotAuthorized));
+        assert!(
+            ack.return_codes
+                .iter()
+                .all(|c| *c == SubscribeReasonCode::NotAuthorized)
+        );
         refused += ack.return_codes.len();
     }
     assert_eq!(b.stats().acl_denied_subscribe, 10_000);
@@ -109,11 +127,17 @@ async fn session_takeover_and_socket_loss_are_reported() {
     assert_eq!(presence.recv().await.unwrap().reason, "connect");
     let mut second = raw_connect(addr(&b, ListenerKind::V4), false, eid, None).await;
     second.read_exact(&mut ack).await.unwrap();
-    let mut reasons = vec![presence.recv().await.unwrap().reason, presence.recv().await.unwrap().reason];
+    let mut reasons = vec![
+        presence.recv().await.unwrap().reason,
+        presence.recv().await.unwrap().reason,
+    ];
     reasons.sort();
     assert_eq!(reasons, vec!["connect", "session_taken_over"]);
     closed_by_peer(&mut first).await;
     drop(second);
     let p = presence.recv().await.unwrap();
-    assert_eq!((p.endpoint_id.as_str(), p.reason.as_str()), (eid, "socket_closed"));
+    assert_eq!(
+        (p.endpoint_id.as_str(), p.reason.as_str()),
+        (eid, "socket_closed")
+    );
 }

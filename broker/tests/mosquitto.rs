@@ -14,7 +14,11 @@ async fn mosquitto_pub(args: &[&str]) {
         .output()
         .await
         .expect("mosquitto_pub is installed (Debian package mosquitto-clients)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -30,13 +34,34 @@ async fn mosquitto_v5_and_v311_publishers_reach_the_controller() {
     let a = addr(&b, ListenerKind::V5);
     let reply = format!("usp/agent/{eid}");
     mosquitto_pub(&[
-        "-V", "mqttv5", "-h", "127.0.0.1", "-p", &a.port().to_string(), "-i", eid, "-q", "1",
-        "-t", CTL_TOPIC, "-f", file.to_str().unwrap(),
-        "-D", "publish", "content-type", "usp.msg",
-        "-D", "publish", "response-topic", &reply,
+        "-V",
+        "mqttv5",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &a.port().to_string(),
+        "-i",
+        eid,
+        "-q",
+        "1",
+        "-t",
+        CTL_TOPIC,
+        "-f",
+        file.to_str().unwrap(),
+        "-D",
+        "publish",
+        "content-type",
+        "usp.msg",
+        "-D",
+        "publish",
+        "response-topic",
+        &reply,
     ])
     .await;
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.payload, record);
     assert_eq!(d.content_type.as_deref(), Some("usp.msg"));
     assert_eq!(d.response_topic.as_deref(), Some(reply.as_str()));
@@ -48,10 +73,25 @@ async fn mosquitto_v5_and_v311_publishers_reach_the_controller() {
     let a = addr(&b, ListenerKind::V4);
     let topic = with_reply_to(CTL_TOPIC, &format!("usp/agent/{eid}"));
     mosquitto_pub(&[
-        "-V", "mqttv311", "-h", "127.0.0.1", "-p", &a.port().to_string(), "-i", eid, "-q", "1",
-        "-t", &topic, "-f", file.to_str().unwrap(),
+        "-V",
+        "mqttv311",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &a.port().to_string(),
+        "-i",
+        eid,
+        "-q",
+        "1",
+        "-t",
+        &topic,
+        "-f",
+        file.to_str().unwrap(),
     ])
     .await;
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.topic.as_str(), &d.payload), (topic.as_str(), &record));
 }

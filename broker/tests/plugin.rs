@@ -6,11 +6,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Packet as P5, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS as Q5;
+use rumqttc::v5::mqttbytes::v5::{Packet as P5, PublishProperties};
 use support::*;
 use uspwatch_broker::ListenerKind;
-use uspwatch_proto::mqtt::{USER_PROPERTY_ENDPOINT_ID, USER_PROPERTY_SUBSCRIBE_TOPIC, with_reply_to};
+use uspwatch_proto::mqtt::{
+    USER_PROPERTY_ENDPOINT_ID, USER_PROPERTY_SUBSCRIBE_TOPIC, with_reply_to,
+};
 use uspwatch_proto::{Message, PresenceState, builder, wrap};
 
 #[tokio::test]
@@ -29,12 +31,21 @@ async fn v5_notify_reaches_the_controller_byte_identical_with_properties() {
     let agent_topic = format!("usp/agent/{eid}");
     assert_eq!(
         props.user_properties,
-        vec![(USER_PROPERTY_SUBSCRIBE_TOPIC.to_string(), agent_topic.clone())]
+        vec![(
+            USER_PROPERTY_SUBSCRIBE_TOPIC.to_string(),
+            agent_topic.clone()
+        )]
     );
-    assert_eq!(props.response_information.as_deref(), Some(agent_topic.as_str()));
+    assert_eq!(
+        props.response_information.as_deref(),
+        Some(agent_topic.as_str())
+    );
     assert_eq!(props.max_packet_size, Some(1024 * 1024));
     let p = presence.recv().await.unwrap();
-    assert_eq!((p.endpoint_id.as_str(), p.state, p.mqtt_version.as_str()), (eid, PresenceState::Connected, "5"));
+    assert_eq!(
+        (p.endpoint_id.as_str(), p.state, p.mqtt_version.as_str()),
+        (eid, PresenceState::Connected, "5")
+    );
 
     let record = notify("m1", eid, CTL);
     let props = PublishProperties {
@@ -45,7 +56,10 @@ async fn v5_notify_reaches_the_controller_byte_identical_with_properties() {
     c.publish_with_properties(CTL_TOPIC, Q5::AtLeastOnce, false, record.clone(), props)
         .await
         .unwrap();
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.topic, CTL_TOPIC);
     assert_eq!(d.payload, record);
     assert_eq!(d.content_type.as_deref(), Some("usp.msg"));
@@ -54,7 +68,10 @@ async fn v5_notify_reaches_the_controller_byte_identical_with_properties() {
 
     c.disconnect().await.unwrap();
     let p = presence.recv().await.unwrap();
-    assert_eq!((p.state, p.reason.as_str()), (PresenceState::Disconnected, "disconnect"));
+    assert_eq!(
+        (p.state, p.reason.as_str()),
+        (PresenceState::Disconnected, "disconnect")
+    );
     assert_eq!(b.stats().records_accepted, 1);
 }
 
@@ -67,8 +84,13 @@ async fn v311_notify_keeps_the_reply_to_in_the_topic() {
     let _ = until(&mut ev, |e| matches!(e, Ok(rumqttc::Packet::ConnAck(_)))).await;
     let topic = with_reply_to(CTL_TOPIC, &format!("usp/agent/{eid}"));
     let record = notify("m1", eid, CTL);
-    c.publish(&topic, rumqttc::QoS::AtLeastOnce, false, record.to_vec()).await.unwrap();
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    c.publish(&topic, rumqttc::QoS::AtLeastOnce, false, record.to_vec())
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.topic.as_str(), &d.payload), (topic.as_str(), &record));
     assert_eq!(d.content_type, None);
 }
@@ -80,16 +102,28 @@ async fn controller_link_reaches_v5_and_v311_agents() {
     let (e5, e4) = ("os::00256D-C5", "os::00256D-C4");
     let (c5, mut ev5) = v5_client(addr(&b, ListenerKind::V5), e5, |_| {}).await;
     let (c4, mut ev4) = v4_client(addr(&b, ListenerKind::V4), e4, |_| {}).await;
-    c5.subscribe(format!("usp/agent/{e5}"), Q5::AtLeastOnce).await.unwrap();
-    c4.subscribe(format!("usp/agent/{e4}/#"), rumqttc::QoS::AtLeastOnce).await.unwrap();
+    c5.subscribe(format!("usp/agent/{e5}"), Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    c4.subscribe(format!("usp/agent/{e4}/#"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let _ = until(&mut ev5, |e| matches!(e, Ok(P5::SubAck(_)))).await;
     let _ = until(&mut ev4, |e| matches!(e, Ok(rumqttc::Packet::SubAck(_)))).await;
 
     let get = Bytes::from(wrap(&builder::get("g1", &["Device."], 0), CTL, e5).encode_to_vec());
     publisher
-        .publish(&format!("usp/agent/{e5}"), get.clone(), Some(CTL_TOPIC), Some("usp.msg"))
+        .publish(
+            &format!("usp/agent/{e5}"),
+            get.clone(),
+            Some(CTL_TOPIC),
+            Some("usp.msg"),
+        )
         .unwrap();
-    let P5::Publish(p) = until(&mut ev5, |e| matches!(e, Ok(P5::Publish(_)))).await.unwrap() else {
+    let P5::Publish(p) = until(&mut ev5, |e| matches!(e, Ok(P5::Publish(_))))
+        .await
+        .unwrap()
+    else {
         unreachable!()
     };
     assert_eq!(p.payload, get);
@@ -100,7 +134,9 @@ async fn controller_link_reaches_v5_and_v311_agents() {
     let topic4 = with_reply_to(&format!("usp/agent/{e4}"), CTL_TOPIC);
     publisher.publish(&topic4, get.clone(), None, None).unwrap();
     let rumqttc::Packet::Publish(p) =
-        until(&mut ev4, |e| matches!(e, Ok(rumqttc::Packet::Publish(_)))).await.unwrap()
+        until(&mut ev4, |e| matches!(e, Ok(rumqttc::Packet::Publish(_))))
+            .await
+            .unwrap()
     else {
         unreachable!()
     };
@@ -122,10 +158,22 @@ async fn invalid_records_are_acked_quarantined_and_never_delivered() {
     };
     let big = builder::value_change("m5", "s", false, "Device.X", &"x".repeat(4096));
     let cases: Vec<(&str, Bytes, PublishProperties)> = vec![
-        ("from_id_mismatch", notify("m1", "os::00256D-D2", CTL), usp()),
+        (
+            "from_id_mismatch",
+            notify("m1", "os::00256D-D2", CTL),
+            usp(),
+        ),
         ("to_id_mismatch", notify("m2", eid, "self::other"), usp()),
-        ("undecodable", Bytes::from_static(b"\x0a\xff\xff\xff\xff"), usp()),
-        ("too_large", Bytes::from(wrap(&big, eid, CTL).encode_to_vec()), usp()),
+        (
+            "undecodable",
+            Bytes::from_static(b"\x0a\xff\xff\xff\xff"),
+            usp(),
+        ),
+        (
+            "too_large",
+            Bytes::from(wrap(&big, eid, CTL).encode_to_vec()),
+            usp(),
+        ),
         (
             "wrong_content_type",
             notify("m3", eid, CTL),
@@ -136,11 +184,20 @@ async fn invalid_records_are_acked_quarantined_and_never_delivered() {
         ),
     ];
     for (reason, payload, props) in &cases {
-        c.publish_with_properties(CTL_TOPIC, Q5::AtLeastOnce, false, payload.clone(), props.clone())
-            .await
-            .unwrap();
+        c.publish_with_properties(
+            CTL_TOPIC,
+            Q5::AtLeastOnce,
+            false,
+            payload.clone(),
+            props.clone(),
+        )
+        .await
+        .unwrap();
         let _ = until(&mut ev, |e| matches!(e, Ok(P5::PubAck(_)))).await;
-        let q = tokio::time::timeout(WAIT, quarantine.recv()).await.unwrap().unwrap();
+        let q = tokio::time::timeout(WAIT, quarantine.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(&q.reason, reason);
         assert_eq!((q.endpoint_id.as_str(), q.topic.as_str()), (eid, CTL_TOPIC));
         assert_eq!(q.size, payload.len());
@@ -151,7 +208,10 @@ async fn invalid_records_are_acked_quarantined_and_never_delivered() {
     c.publish_with_properties(CTL_TOPIC, Q5::AtLeastOnce, false, good.clone(), usp())
         .await
         .unwrap();
-    let d = tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.payload, good);
     assert!(link.try_recv().is_err());
     let s = b.stats();
@@ -165,11 +225,19 @@ async fn v311_publish_without_reply_to_is_quarantined() {
     let eid = "os::00256D-D3";
     let (c, mut ev) = v4_client(addr(&b, ListenerKind::V4), eid, |_| {}).await;
     let _ = until(&mut ev, |e| matches!(e, Ok(rumqttc::Packet::ConnAck(_)))).await;
-    c.publish(CTL_TOPIC, rumqttc::QoS::AtLeastOnce, false, notify("m", eid, CTL).to_vec())
-        .await
-        .unwrap();
+    c.publish(
+        CTL_TOPIC,
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        notify("m", eid, CTL).to_vec(),
+    )
+    .await
+    .unwrap();
     let _ = until(&mut ev, |e| matches!(e, Ok(rumqttc::Packet::PubAck(_)))).await;
-    let q = tokio::time::timeout(WAIT, quarantine.recv()).await.unwrap().unwrap();
+    let q = tokio::time::timeout(WAIT, quarantine.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(q.reason, "missing_reply_to");
 }
 
@@ -183,7 +251,9 @@ async fn acl_matrix() {
     let (bb, mut evb) = v5_client(addr(&b, ListenerKind::V5), eb, |_| {}).await;
     connack5(&mut eva).await;
     connack5(&mut evb).await;
-    bb.subscribe(format!("usp/agent/{eb}"), Q5::AtLeastOnce).await.unwrap();
+    bb.subscribe(format!("usp/agent/{eb}"), Q5::AtLeastOnce)
+        .await
+        .unwrap();
     let _ = until(&mut evb, |e| matches!(e, Ok(P5::SubAck(_)))).await;
 
     for (filter, ok) in [
@@ -205,11 +275,22 @@ async fn acl_matrix() {
     }
     // A publish to another agent's topic is acked but reaches nobody.
     let forged = Bytes::from(wrap(&builder::get("g", &["Device."], 0), ea, eb).encode_to_vec());
-    a.publish(format!("usp/agent/{eb}"), Q5::AtLeastOnce, false, forged).await.unwrap();
+    a.publish(format!("usp/agent/{eb}"), Q5::AtLeastOnce, false, forged)
+        .await
+        .unwrap();
     let _ = until(&mut eva, |e| matches!(e, Ok(P5::PubAck(_)))).await;
     let marker = notify("marker", ea, CTL);
-    a.publish(CTL_TOPIC, Q5::AtLeastOnce, false, marker.clone()).await.unwrap();
-    assert_eq!(tokio::time::timeout(WAIT, link.recv()).await.unwrap().unwrap().payload, marker);
+    a.publish(CTL_TOPIC, Q5::AtLeastOnce, false, marker.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, link.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .payload,
+        marker
+    );
     assert!(evb.try_recv().is_err(), "agent B received something");
     assert_eq!(b.stats().acl_denied_publish, 1);
 }
@@ -218,13 +299,18 @@ async fn acl_matrix() {
 async fn v311_refused_subscription_gets_0x80() {
     let (b, _t) = broker(|_| {}).await;
     let (c, mut ev) = v4_client(addr(&b, ListenerKind::V4), "os::00256D-E3", |_| {}).await;
-    c.subscribe("usp/agent/+", rumqttc::QoS::AtLeastOnce).await.unwrap();
+    c.subscribe("usp/agent/+", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let Ok(rumqttc::Packet::SubAck(ack)) =
         until(&mut ev, |e| matches!(e, Ok(rumqttc::Packet::SubAck(_)))).await
     else {
         unreachable!()
     };
-    assert_eq!(ack.return_codes, vec![rumqttc::SubscribeReasonCode::Failure]);
+    assert_eq!(
+        ack.return_codes,
+        vec![rumqttc::SubscribeReasonCode::Failure]
+    );
 }
 
 #[tokio::test]
@@ -259,14 +345,25 @@ async fn authentication_failures_are_refused() {
         }
     };
     assert_eq!(code(None, "os::00256D-F1").await, C::NotAuthorized);
-    assert_eq!(code(Some(("cpe", "wrong")), "x1").await, C::BadUserNamePassword);
-    assert_eq!(code(Some(("nobody", "right")), "x2").await, C::BadUserNamePassword);
-    assert_eq!(code(Some(("cpe", "right")), "os::00256D-F9").await, C::NotAuthorized);
+    assert_eq!(
+        code(Some(("cpe", "wrong")), "x1").await,
+        C::BadUserNamePassword
+    );
+    assert_eq!(
+        code(Some(("nobody", "right")), "x2").await,
+        C::BadUserNamePassword
+    );
+    assert_eq!(
+        code(Some(("cpe", "right")), "os::00256D-F9").await,
+        C::NotAuthorized
+    );
     assert_eq!(code(Some(("cpe", "right")), "x3").await, C::Success);
 
     let mut s = raw_connect(addr(&b, ListenerKind::V4), false, "os::00256D-F1", None).await;
     let mut ack = [0u8; 4];
-    tokio::io::AsyncReadExt::read_exact(&mut s, &mut ack).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut s, &mut ack)
+        .await
+        .unwrap();
     assert_eq!(ack, [0x20, 0x02, 0x00, 0x05], "3.1.1 not authorized");
     assert!(b.stats().connects_refused >= 5);
 }
@@ -295,13 +392,22 @@ async fn request_response_round_trip_is_fast() {
             ..Default::default()
         };
         let start = Instant::now();
-        c.publish_with_properties(CTL_TOPIC, Q5::AtMostOnce, false, notify(&format!("m{i}"), eid, CTL), props)
-            .await
-            .unwrap();
+        c.publish_with_properties(
+            CTL_TOPIC,
+            Q5::AtMostOnce,
+            false,
+            notify(&format!("m{i}"), eid, CTL),
+            props,
+        )
+        .await
+        .unwrap();
         let _ = until(&mut ev, |e| matches!(e, Ok(P5::Publish(_)))).await;
         rtts.push(start.elapsed());
     }
     rtts.sort();
     let p50 = rtts[rtts.len() / 2];
-    assert!(p50 < Duration::from_millis(15), "round trip p50 {p50:?} (Nagle?)");
+    assert!(
+        p50 < Duration::from_millis(15),
+        "round trip p50 {p50:?} (Nagle?)"
+    );
 }

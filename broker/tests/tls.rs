@@ -36,8 +36,9 @@ impl Pki {
     fn leaf(&self, dns: &str, eid: Option<&str>) -> (CertificateDer<'static>, KeyPair) {
         let mut p = CertificateParams::new(vec![dns.to_string()]).unwrap();
         if let Some(eid) = eid {
-            p.subject_alt_names
-                .push(SanType::URI(format!("urn:bbf:usp:id:{eid}").try_into().unwrap()));
+            p.subject_alt_names.push(SanType::URI(
+                format!("urn:bbf:usp:id:{eid}").try_into().unwrap(),
+            ));
         }
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
@@ -49,8 +50,15 @@ impl Pki {
 fn pem(tag: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n", lines.join("\n"))
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Connects over TLS (optionally with a client certificate), sends an MQTT 5 CONNECT and
@@ -75,9 +83,14 @@ async fn connect(
         }
         None => b.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.ok()?;
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .ok()?;
     let mut buf = BytesMut::new();
     let props = ConnectProperties {
         session_expiry_interval: None,
@@ -100,7 +113,10 @@ async fn connect(
         .unwrap();
     s.write_all(&buf).await.ok()?;
     let mut head = [0u8; 4];
-    tokio::time::timeout(WAIT, s.read_exact(&mut head)).await.unwrap().ok()?;
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .ok()?;
     assert_eq!(head[0], 0x20, "CONNACK");
     Some(head[3])
 }
@@ -112,7 +128,11 @@ async fn client_certificate_binds_the_endpoint_id() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     std::fs::write(p("server.pem"), pem("CERTIFICATE", &server_cert)).unwrap();
-    std::fs::write(p("server.key"), pem("PRIVATE KEY", &server_key.serialize_der())).unwrap();
+    std::fs::write(
+        p("server.key"),
+        pem("PRIVATE KEY", &server_key.serialize_der()),
+    )
+    .unwrap();
     std::fs::write(p("ca.pem"), pem("CERTIFICATE", &pki.ca_der)).unwrap();
     let (b, _t) = broker(|c| {
         c.allow_anonymous = false;
@@ -130,7 +150,10 @@ async fn client_certificate_binds_the_endpoint_id() {
 
     let eid = "os::00256D-T1";
     let (cert, key) = pki.leaf("cpe", Some(eid));
-    assert_eq!(connect(port, &pki.ca_der, Some((cert.clone(), &key)), "cpe-t1").await, Some(0));
+    assert_eq!(
+        connect(port, &pki.ca_der, Some((cert.clone(), &key)), "cpe-t1").await,
+        Some(0)
+    );
     let ev = presence.recv().await.unwrap();
     assert_eq!(ev.endpoint_id, eid);
     assert_eq!(b.stats().connections_tls, 1);
@@ -141,9 +164,15 @@ async fn client_certificate_binds_the_endpoint_id() {
         Some(0x87)
     );
     // No certificate, no password, anonymous off.
-    assert_eq!(connect(port, &pki.ca_der, None, "os::00256D-T1").await, Some(0x87));
+    assert_eq!(
+        connect(port, &pki.ca_der, None, "os::00256D-T1").await,
+        Some(0x87)
+    );
     // A certificate from another CA fails the handshake.
     let other = Pki::new();
     let (cert, key) = other.leaf("cpe", Some(eid));
-    assert_eq!(connect(port, &pki.ca_der, Some((cert, &key)), "cpe").await, None);
+    assert_eq!(
+        connect(port, &pki.ca_der, Some((cert, &key)), "cpe").await,
+        None
+    );
 }

@@ -34,6 +34,8 @@ pub(crate) struct Route {
 }
 
 type Waiter = (String, oneshot::Sender<Msg>);
+/// (endpoint id, command_key) of a pending async Operate.
+type OperationKey = (String, String);
 
 /// State shared by the inbound loop, the request API and the pipeline handle.
 pub(crate) struct Core {
@@ -45,7 +47,7 @@ pub(crate) struct Core {
     pub(crate) events_tx: broadcast::Sender<Arc<Event>>,
     pub(crate) dedup: Mutex<Dedup>,
     pub(crate) pending: Mutex<HashMap<String, Waiter>>,
-    pub(crate) operations: Mutex<HashMap<(String, String), oneshot::Sender<Arc<Event>>>>,
+    pub(crate) operations: Mutex<HashMap<OperationKey, oneshot::Sender<Arc<Event>>>>,
     pub(crate) routes: RwLock<HashMap<String, Route>>,
     /// Presence, quarantine and command records on their way to the sink. Full = the
     /// record is dropped and counted (nobody waits on these).
@@ -184,7 +186,7 @@ pub struct CommandResult {
 struct Registration<'a> {
     core: &'a Core,
     msg_id: String,
-    op: Option<(String, String)>,
+    op: Option<OperationKey>,
 }
 
 impl Drop for Registration<'_> {

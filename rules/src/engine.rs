@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub http: Option<reqwest::Client>,
     /// Retention of the ring: the longest window of any rule.
     pub retention_ms: i64,
+    /// Replay: decisions to send become dry-run.
+    pub dry_run_only: bool,
 }
 
 #[derive(Default)]
@@ -134,6 +136,17 @@ impl Engine {
         config: &RulesConfig,
         sink: Arc<dyn CommandSink>,
         files: Vec<(String, String)>,
+    ) -> Result<(Engine, Vec<RuleLoadError>)> {
+        Self::build(config, sink, files, None, false)
+    }
+
+    /// `only`: load just these rule names; `dry_run_only`: never send (replay).
+    pub(crate) fn build(
+        config: &RulesConfig,
+        sink: Arc<dyn CommandSink>,
+        files: Vec<(String, String)>,
+        only: Option<&[String]>,
+        dry_run_only: bool,
     ) -> Result<(Engine, Vec<RuleLoadError>)> {
         let params: ParamCell = Arc::new(Mutex::new(EvalParams::default()));
         let ring = Arc::new(Mutex::new(Ring::new(config.max_window_events)));
@@ -195,6 +208,9 @@ impl Engine {
                         continue;
                     }
                 };
+                if only.is_some_and(|o| !o.contains(&spec.name)) {
+                    continue;
+                }
                 if rules.iter().any(|r| r.spec.name == spec.name) {
                     errors.push(RuleLoadError {
                         source: source.clone(),
@@ -258,6 +274,7 @@ impl Engine {
             ingested: AtomicU64::new(0),
             http,
             retention_ms,
+            dry_run_only,
         };
         metrics::gauge!(m::RULES_LOADED).set(inner.rules.len() as f64);
         metrics::gauge!(m::KILL_SWITCH).set(if config.kill_switch { 1.0 } else { 0.0 });
@@ -447,7 +464,7 @@ impl Engine {
                     {
                         continue;
                     }
-                    let decision = rt.actions.decide(
+                    let mut decision = rt.actions.decide(
                         &target,
                         now_ms,
                         &action.guard,
@@ -455,6 +472,9 @@ impl Engine {
                         a.silenced,
                         fleet,
                     );
+                    if inner.dry_run_only && decision == crate::action::Decision::Send {
+                        decision = crate::action::Decision::DryRun;
+                    }
                     st.seq += 1;
                     let record = outputs::action_record(
                         rule, action, a, &target, decision, now_ms, st.seq,

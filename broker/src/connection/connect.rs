@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, ConnectReturnCode, LastWill, LastWillProperties, Packet,
 };
-use rumqttd::local::{LinkRx, LinkTx};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 use uspwatch_proto::mqtt::{USER_PROPERTY_ENDPOINT_ID, USER_PROPERTY_SUBSCRIBE_TOPIC};
@@ -54,7 +54,10 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(ReadError::WrongVersion(level))) => {
             // Answer in 3.1.1 form, which every client version understands.
             let _ = socket.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
-            warn!(level, "CONNECT for an MQTT version this listener does not serve");
+            warn!(
+                level,
+                "CONNECT for an MQTT version this listener does not serve"
+            );
             return Err(fail("unsupported_version"));
         }
         Ok(Err(_)) => return Err(fail("protocol_error")),
@@ -74,9 +77,13 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             shared.config.max_client_id_len
         )))
     } else if client_id.contains(['+', '#', '/', '$']) || client_id.starts_with(LOCAL_PREFIX) {
-        Some(refuse_client_id("client id uses a reserved character or prefix".into()))
+        Some(refuse_client_id(
+            "client id uses a reserved character or prefix".into(),
+        ))
     } else if client_id.is_empty() && !connect.clean_session {
-        Some(refuse_client_id("an empty client id needs a clean session".into()))
+        Some(refuse_client_id(
+            "an empty client id needs a clean session".into(),
+        ))
     } else {
         None
     };
@@ -96,7 +103,11 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     });
     let verified = match (&shared.credentials, &login) {
         (Some(creds), Some(login)) => {
-            let (creds, user, pass) = (creds.clone(), login.username.clone(), login.password.clone());
+            let (creds, user, pass) = (
+                creds.clone(),
+                login.username.clone(),
+                login.password.clone(),
+            );
             let r = tokio::task::spawn_blocking(move || creds.verify(&user, pass.as_bytes())).await;
             Some(r.unwrap_or(None))
         }
@@ -144,7 +155,13 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let session_present = matches!(
         Option::<Packet>::from(ack),
-        Some(Packet::ConnAck(ConnAck { session_present: true, .. }, _))
+        Some(Packet::ConnAck(
+            ConnAck {
+                session_present: true,
+                ..
+            },
+            _
+        ))
     );
 
     let own_topic = shared.acl.own_topic(&identity);
@@ -162,7 +179,15 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         user_properties: vec![(USER_PROPERTY_SUBSCRIBE_TOPIC.to_owned(), own_topic)],
         ..ConnAckProperties::default()
     });
-    if !write_connack(socket, codec, ConnectReturnCode::Success, session_present, props).await {
+    if !write_connack(
+        socket,
+        codec,
+        ConnectReturnCode::Success,
+        session_present,
+        props,
+    )
+    .await
+    {
         return Err(fail("socket_closed"));
     }
     Counters::inc(&shared.counters.connects_accepted);

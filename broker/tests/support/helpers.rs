@@ -28,7 +28,9 @@ pub async fn broker(f: impl FnOnce(&mut BrokerConfig)) -> (Broker, CancellationT
     c.allow_anonymous = true;
     f(&mut c);
     let token = CancellationToken::new();
-    let b = Broker::start(c, token.clone()).await.expect("broker starts");
+    let b = Broker::start(c, token.clone())
+        .await
+        .expect("broker starts");
     (b, token)
 }
 
@@ -42,7 +44,13 @@ pub fn addr(b: &Broker, kind: ListenerKind) -> SocketAddr {
 
 /// A Notify (ValueChange) Record from `from` to `to`.
 pub fn notify(msg_id: &str, from: &str, to: &str) -> Bytes {
-    let m = builder::value_change(msg_id, "sub-1", true, "Device.WiFi.Radio.1.Stats.Noise", "-71");
+    let m = builder::value_change(
+        msg_id,
+        "sub-1",
+        true,
+        "Device.WiFi.Radio.1.Stats.Noise",
+        "-71",
+    );
     Bytes::from(wrap(&m, from, to).encode_to_vec())
 }
 
@@ -132,7 +140,9 @@ pub async fn until<T>(rx: &mut mpsc::UnboundedReceiver<T>, mut f: impl FnMut(&T)
 }
 
 /// Waits for the CONNACK of a v5 client and returns it.
-pub async fn connack5(rx: &mut mpsc::UnboundedReceiver<V5Event>) -> rumqttc::v5::mqttbytes::v5::ConnAck {
+pub async fn connack5(
+    rx: &mut mpsc::UnboundedReceiver<V5Event>,
+) -> rumqttc::v5::mqttbytes::v5::ConnAck {
     use rumqttc::v5::mqttbytes::v5::Packet;
     match until(rx, |e| matches!(e, Ok(Packet::ConnAck(_)) | Err(_))).await {
         Ok(Packet::ConnAck(c)) => c,
@@ -174,9 +184,13 @@ pub async fn raw_connect(
     );
     let mut buf = BytesMut::new();
     if v5 {
-        rumqttd::protocol::v5::V5.write(connect, &mut buf).expect("encode");
+        rumqttd::protocol::v5::V5
+            .write(connect, &mut buf)
+            .expect("encode");
     } else {
-        rumqttd::protocol::v4::V4.write(connect, &mut buf).expect("encode");
+        rumqttd::protocol::v4::V4
+            .write(connect, &mut buf)
+            .expect("encode");
     }
     s.write_all(&buf).await.expect("write");
     s

@@ -72,7 +72,7 @@ async fn kafka_outage_loses_nothing() {
         if let Some(m) = msgs.last() {
             seen.insert(json_value(m)["event_id"].as_str().unwrap().to_string());
         }
-        seen.len() >= NOTIFIES + 1
+        seen.len() > NOTIFIES
     })
     .await;
     let mut copies: HashMap<String, usize> = HashMap::new();
