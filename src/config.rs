@@ -72,7 +72,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Human,
-            filter: "info".into(),
+            // rumqttd logs routine disconnect races at ERROR; the broker crate reports
+            // connection events itself.
+            filter: "info,rumqttd=off".into(),
         }
     }
 }

@@ -105,7 +105,6 @@ async fn start(kafka: Option<String>) -> System {
             sample_interval: Duration::from_millis(500),
             notify_retry_min_wait: Duration::from_secs(1),
             reboot_delay: Duration::from_millis(500),
-            reboot_loop_period: Duration::from_secs(3),
             faults: FaultSpec::parse_list(
                 "wifi_interference:0.04@3s,reboot_loop:0.04@1s,silent:0.04@4s",
             )
