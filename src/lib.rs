@@ -1,0 +1,11 @@
+//! The uspwatch gateway as a library: configuration layering, the wiring of the broker,
+//! pipeline and rule crates, the HTTP surface and telemetry. The `uspwatch` binary is a thin
+//! command line over it, and the whole-system tests drive it directly.
+
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod telemetry;
+
+pub use config::AppConfig;
+pub use gateway::Gateway;
