@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod decode;
 mod demo;
 mod rules_cmd;
@@ -45,6 +46,8 @@ enum Cmd {
     },
     /// Backtest rules over recorded events (JSON lines, one Event per line).
     Replay(rules_cmd::ReplayArgs),
+    /// Load harness: throughput, latency, connections and memory, against plain rumqttd.
+    Bench(bench::BenchArgs),
     /// Print the argon2 hash of a password for the broker's credentials file (read from stdin).
     HashPassword,
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Cmd::Demo(args) => exit(runtime().and_then(|rt| rt.block_on(demo::demo(args)))),
         Cmd::Simulate(args) => exit(runtime().and_then(|rt| rt.block_on(demo::simulate(args)))),
         Cmd::Rules { command } => rules_cmd::run(command),
+        Cmd::Bench(args) => exit(runtime().and_then(|rt| rt.block_on(bench::run(args)))),
         Cmd::Replay(args) => exit(runtime().and_then(|rt| rt.block_on(rules_cmd::replay(args)))),
     }
 }
