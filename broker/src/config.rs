@@ -81,7 +81,15 @@ pub struct BrokerConfig {
     /// more is still disconnected after 1.5 × this value of silence.
     #[serde(with = "humantime_serde")]
     pub keep_alive_max: Duration,
-    /// TOML file of hashed password credentials (see the crate README); default none.
+    /// TOML file of password credentials (default none), one entry per client:
+    ///
+    /// ```toml
+    /// [[client]]
+    /// username = "cpe-00256D-0001"
+    /// password_hash = "$argon2id$v=19$..."   # uspwatch_broker::hash_password
+    /// endpoint_id = "os::00256D-0001"
+    /// role = "agent"                          # or "controller"
+    /// ```
     pub credentials_file: Option<PathBuf>,
     /// Accept clients without credentials or certificate, bound to the Endpoint ID they claim
     /// (MQTT 5 `usp-endpoint-id` user property, else the client id) as agents (default false).

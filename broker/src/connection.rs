@@ -7,7 +7,7 @@
 
 mod connect;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,8 +33,10 @@ use crate::state::{Counters, Shared, now_ms};
 /// in order with the client's other publishes; `$` topics match no subscription, so nothing
 /// is stored or delivered.
 const QUARANTINE_TOPIC: &str = "$uspwatch/quarantine";
-/// Most notifications written in one batch.
+/// Most notifications written in one batch, and the write buffer size that also ends one
+/// (bounds per-connection memory when messages are large).
 const MAX_BATCH: usize = 512;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// How a connection ended (a presence reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +151,6 @@ pub(crate) async fn serve<S>(
         wbuf: BytesMut::with_capacity(16 * 1024),
         to_router: Vec::with_capacity(64),
         pending_subacks: HashMap::new(),
-        subscribed: HashSet::new(),
         client_id: est.client_id,
         identity: est.identity,
         link_tx: est.link_tx,
@@ -186,8 +187,6 @@ struct Connection {
     /// SUBSCRIBEs partly refused by the ACL: the router answers for the allowed filters, the
     /// refused ones (`Some`) are merged back into its SUBACK in the client's order.
     pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
-    /// Filters this connection holds (only its own topics, so at most a few).
-    subscribed: HashSet<String>,
     client_id: String,
     identity: Identity,
     link_tx: rumqttd::local::LinkTx,
@@ -213,6 +212,10 @@ impl Connection {
             return end;
         }
         loop {
+            // Give back the memory of an earlier large packet.
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
+                self.rbuf = BytesMut::with_capacity(8192);
+            }
             if self.rbuf.capacity() - self.rbuf.len() < 1024 {
                 self.rbuf.reserve(8192);
             }
@@ -300,7 +303,11 @@ impl Connection {
 
     async fn flush_socket<S: AsyncWrite + Unpin>(&mut self, socket: &mut S) -> bool {
         let ok = socket.write_all(&self.wbuf).await.is_ok() && socket.flush().await.is_ok();
-        self.wbuf.clear();
+        if self.wbuf.capacity() > 2 * MAX_BATCH_BYTES {
+            self.wbuf = BytesMut::with_capacity(16 * 1024);
+        } else {
+            self.wbuf.clear();
+        }
         ok
     }
 
@@ -444,7 +451,6 @@ impl Connection {
                 && self.shared.acl.may_subscribe(&self.identity, &f.path)
             {
                 slots.push(None);
-                self.subscribed.insert(f.path.clone());
                 allowed.push(f);
             } else {
                 Counters::inc(&self.shared.counters.acl_denied_subscribe);
@@ -480,23 +486,24 @@ impl Connection {
     }
 
     /// rumqttd answers UNSUBSCRIBE only for filters it holds, one UNSUBACK per filter; we
-    /// answer once, ourselves, and drop the router's.
+    /// answer once, ourselves, and drop the router's. Filters the ACL would never have granted
+    /// cannot be held, so they are answered "no subscription existed" without asking.
     fn on_unsubscribe(&mut self, u: Unsubscribe) {
         let mut reasons = Vec::with_capacity(u.filters.len());
-        let mut known = Vec::new();
+        let mut own = Vec::new();
         for f in u.filters {
-            if self.subscribed.remove(&f) {
+            if self.shared.acl.may_subscribe(&self.identity, &f) {
                 reasons.push(UnsubAckReason::Success);
-                known.push(f);
+                own.push(f);
             } else {
                 reasons.push(UnsubAckReason::NoSubscriptionExisted);
             }
         }
-        if !known.is_empty() {
+        if !own.is_empty() {
             self.to_router.push(Packet::Unsubscribe(
                 Unsubscribe {
                     pkid: u.pkid,
-                    filters: known,
+                    filters: own,
                 },
                 None,
             ));
@@ -542,7 +549,7 @@ impl Connection {
                 }
             }
             n += 1;
-            if n >= MAX_BATCH {
+            if n >= MAX_BATCH || self.wbuf.len() >= MAX_BATCH_BYTES {
                 break;
             }
             next = match self.link_rx.next().now_or_never() {
