@@ -141,3 +141,26 @@ async fn session_takeover_and_socket_loss_are_reported() {
         (eid, "socket_closed")
     );
 }
+
+#[tokio::test]
+async fn silent_clients_hit_the_keep_alive_timeout() {
+    let (b, _t) = broker(|c| {
+        c.keep_alive_min = std::time::Duration::from_secs(1);
+        c.keep_alive_max = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut presence = b.presence();
+    let mut s = raw_connect(addr(&b, ListenerKind::V5), true, "os::00256D-K1", None).await;
+    let mut ack = [0u8; 2];
+    s.read_exact(&mut ack).await.unwrap();
+    assert_eq!(presence.recv().await.unwrap().reason, "connect");
+    let p = tokio::time::timeout(WAIT, presence.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.endpoint_id.as_str(), p.reason.as_str()),
+        ("os::00256D-K1", "keep_alive_timeout")
+    );
+    closed_by_peer(&mut s).await;
+}

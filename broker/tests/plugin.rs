@@ -411,3 +411,50 @@ async fn request_response_round_trip_is_fast() {
         "round trip p50 {p50:?} (Nagle?)"
     );
 }
+
+#[tokio::test]
+async fn bulk_data_and_encrypted_records_pass_without_payload_decoding() {
+    use uspwatch_proto::pb::usp_record::record::RecordType;
+    let (b, _t) = broker(|c| c.topics.bulk_data_topics = vec!["bulk/+/report".into()]).await;
+    let (_p, mut link) = controller_link(&b);
+    let (_p2, mut bulk) = b.local_link("collector", &["bulk/#".to_string()]).unwrap();
+    let eid = "os::00256D-J1";
+    let (c, mut ev) = v5_client(addr(&b, ListenerKind::V5), eid, |_| {}).await;
+    connack5(&mut ev).await;
+
+    let report = Bytes::from_static(br#"{"Report":[{"Device.DeviceInfo.UpTime":42}]}"#);
+    let props = PublishProperties {
+        content_type: Some("application/json; charset=UTF-8".into()),
+        ..Default::default()
+    };
+    c.publish_with_properties(
+        "bulk/j1/report",
+        Q5::AtLeastOnce,
+        false,
+        report.clone(),
+        props,
+    )
+    .await
+    .unwrap();
+    let d = tokio::time::timeout(WAIT, bulk.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.payload, report);
+
+    let mut r = wrap(&builder::get("x", &["Device."], 0), eid, CTL);
+    r.payload_security = 1;
+    if let Some(RecordType::NoSessionContext(n)) = &mut r.record_type {
+        n.payload = Bytes::from_static(b"\x17\x03\x03\x00\x10 opaque TLS record");
+    }
+    let e2e = Bytes::from(r.encode_to_vec());
+    c.publish(CTL_TOPIC, Q5::AtLeastOnce, false, e2e.clone())
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(WAIT, link.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.payload, e2e);
+    assert_eq!((b.stats().bulk_data, b.stats().records_accepted), (1, 1));
+}

@@ -40,7 +40,13 @@ impl Mtp for Acks {
 
 fn notify(i: usize) -> InboundRecord {
     let agent = format!("os::00256D-bench{}", i % AGENTS);
-    let m = builder::value_change(&i.to_string(), "sub", true, "Device.WiFi.Radio.1.Stats.Noise", "-70");
+    let m = builder::value_change(
+        &i.to_string(),
+        "sub",
+        true,
+        "Device.WiFi.Radio.1.Stats.Noise",
+        "-70",
+    );
     InboundRecord {
         topic: format!("usp/controller/{CONTROLLER}"),
         payload: Bytes::from(wrap(&m, &agent, CONTROLLER).encode_to_vec()),
@@ -104,7 +110,9 @@ async fn paced(run: &mut Run, first: usize, n: usize, rate: usize) -> Vec<Durati
         'outer: loop {
             tick.tick().await;
             for _ in 0..per_ms {
-                let Some((i, r)) = it.next() else { break 'outer };
+                let Some((i, r)) = it.next() else {
+                    break 'outer;
+                };
                 let _ = times_tx.send((i, Instant::now()));
                 if tx.send(r).await.is_err() {
                     break 'outer;

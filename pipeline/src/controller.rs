@@ -150,7 +150,7 @@ impl Core {
         };
         if self.side_tx.try_send(rec).is_err() {
             self.stats.records_dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::RECORDS_DROPPED, "topic" => topic.as_str()).increment(1);
+            metrics::counter!(m::RECORDS_DROPPED, "stream" => topic.as_str()).increment(1);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Metric names of the pipeline. Labels are bounded: `record_type`, `kind`, `reason`,
-//! `store`, `topic` (the five logical record topics), `command`, `outcome`.
+//! `store`, `stream` (the five logical record streams), `command`, `outcome`.
 
 /// Counter, labels `record_type`: USP Records received from the MQTT link.
 pub const RECORDS_RECEIVED: &str = "uspwatch_pipeline_records_received_total";
@@ -26,9 +26,9 @@ pub const KAFKA_UP: &str = "uspwatch_pipeline_kafka_up";
 pub const KAFKA_DELIVERY_FAILURES: &str = "uspwatch_pipeline_kafka_delivery_failures_total";
 /// Counter: spooled records delivered to Kafka on replay.
 pub const SPOOL_REPLAYED: &str = "uspwatch_pipeline_spool_replayed_total";
-/// Counter, labels `topic`: records written to a sink (any topic).
+/// Counter, labels `stream`: records written to a sink.
 pub const RECORDS_WRITTEN: &str = "uspwatch_pipeline_records_written_total";
-/// Counter, labels `topic`: presence/quarantine/command records dropped because the sink
+/// Counter, labels `stream`: presence/quarantine/command records dropped because the sink
 /// queue was full.
 pub const RECORDS_DROPPED: &str = "uspwatch_pipeline_records_dropped_total";
 /// Gauge: bytes in the embedded log directory.

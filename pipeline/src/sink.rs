@@ -106,6 +106,18 @@ impl Stored {
 /// Resolves once the record is durable.
 pub(crate) type Ack = BoxFuture<'static, Result<Stored>>;
 
+/// Counts the record as written once its ack resolves successfully.
+pub(crate) fn counted(stream: RecordTopic, ack: Ack) -> Ack {
+    Box::pin(async move {
+        let r = ack.await;
+        if r.is_ok() {
+            metrics::counter!(crate::metrics::RECORDS_WRITTEN, "stream" => stream.as_str())
+                .increment(1);
+        }
+        r
+    })
+}
+
 #[async_trait::async_trait]
 pub(crate) trait Sink: Send + Sync + 'static {
     /// Takes a record in call order; waits while the store's queue is full.
@@ -136,7 +148,8 @@ pub(crate) fn log_ack(rx: crate::spool::Durable) -> Ack {
 #[async_trait::async_trait]
 impl Sink for LogSink {
     async fn enqueue(&self, rec: OutRecord) -> Result<Ack> {
-        Ok(log_ack(self.log.append(rec).await?))
+        let stream = rec.topic;
+        Ok(counted(stream, log_ack(self.log.append(rec).await?)))
     }
 
     fn kafka_up(&self) -> Option<bool> {

@@ -6,6 +6,8 @@
 //! - [`validate`] decodes a Record (and its Msg when the payload is plaintext) and checks every
 //!   rule a well-formed Record must satisfy, returning a typed [`Error`] whose [`Reason`] is a
 //!   stable metric label;
+//! - [`validate_bytes`] does the same for a Record held in a `Bytes` buffer without copying its
+//!   payload;
 //! - [`builder`] makes the Msgs a Controller (and a test Agent) sends, and [`wrap`] puts a Msg
 //!   in a `NoSessionContext` Record;
 //! - [`mqtt`] holds the MQTT binding rules (content types, the 3.1.1 `/reply-to=` suffix);

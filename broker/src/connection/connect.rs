@@ -141,6 +141,12 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let (link_tx, link_rx, ack) = match registered {
         Ok(Ok(x)) => x,
         _ => {
+            {
+                let mut sessions = shared.sessions.lock();
+                if sessions.get(&client_id) == Some(&conn_no) {
+                    sessions.remove(&client_id);
+                }
+            }
             warn!(client_id = %client_id, "router refused the connection");
             let code = if v5 {
                 ConnectReturnCode::ServerBusy

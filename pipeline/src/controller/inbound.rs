@@ -58,6 +58,14 @@ fn route_of(rec: &InboundRecord) -> Option<Route> {
 
 async fn handle(core: &Arc<Core>, limits: &Limits, rec: InboundRecord) {
     core.stats.records_received.fetch_add(1, Ordering::Relaxed);
+    if let Some(ct) = rec.content_type.as_deref()
+        && !mqtt::is_usp_content_type(ct)
+    {
+        core.stats.records_invalid.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::RECORDS_INVALID, "reason" => "wrong_content_type").increment(1);
+        debug!(topic = %rec.topic, content_type = ct, "ignored a non-USP publish");
+        return;
+    }
     let decoded = match validate(&rec.payload, limits) {
         Ok(d) => d,
         Err(e) => {
@@ -137,8 +145,13 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             if !event.send_resp {
                 return;
             }
+            // Retries count against the same bound as first copies.
+            let Ok(permit) = core.in_flight.clone().acquire_owned().await else {
+                return;
+            };
             let core = core.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let durable = rx
                     .wait_for(|s| s.is_some())
                     .await

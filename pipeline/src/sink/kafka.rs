@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Ack, OutRecord, Sink, Stored, log_ack};
+use super::{Ack, OutRecord, Sink, Stored, counted, log_ack};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::metrics as m;
@@ -220,9 +220,8 @@ impl Inner {
     }
 }
 
-#[async_trait::async_trait]
-impl Sink for KafkaSink {
-    async fn enqueue(&self, rec: OutRecord) -> Result<Ack> {
+impl KafkaSink {
+    async fn enqueue_uncounted(&self, rec: OutRecord) -> Result<Ack> {
         let inner = &self.inner;
         let _g = inner.order.lock().await;
         if inner.spooling.load(Ordering::Acquire) || !inner.up.load(Ordering::Acquire) {
@@ -247,6 +246,14 @@ impl Sink for KafkaSink {
                 Err(_) => inner.spool(rec).await,
             }
         }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    async fn enqueue(&self, rec: OutRecord) -> Result<Ack> {
+        let stream = rec.topic;
+        Ok(counted(stream, self.enqueue_uncounted(rec).await?))
     }
 
     fn kafka_up(&self) -> Option<bool> {
@@ -353,10 +360,16 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
         }
         let mut delivered = 0usize;
         let mut failed = deliveries.len() < batch.len();
-        for d in deliveries {
+        for (d, rec) in deliveries.into_iter().zip(&batch) {
             match d.await {
                 Ok(Ok(_)) if !failed => delivered += 1,
                 Ok(Ok(_)) => {}
+                Ok(Err((e, _))) if !failed && permanent(&e) => {
+                    // Retrying cannot help; the record stays in the log, Kafka never gets it.
+                    error!(seq = rec.seq, stream = rec.topic.as_str(), error = %e, "kafka rejected a spooled record for good; skipping it");
+                    metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
+                    delivered += 1;
+                }
                 _ => {
                     if !failed {
                         metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
@@ -389,6 +402,23 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
             backoff = Duration::from_millis(100);
         }
     }
+}
+
+/// Errors that no retry can fix (the record itself or our rights are the problem).
+fn permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessage
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+        )
+    )
 }
 
 async fn sleep_or_cancel(shutdown: &CancellationToken, d: Duration) {

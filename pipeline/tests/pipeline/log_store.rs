@@ -147,14 +147,15 @@ async fn events_are_stored_once_and_acknowledged() {
     let topics = wait_for_log(&log_dir, |recs| {
         let mut t: Vec<_> = recs
             .iter()
-            .map(|r| (r.topic, r.record_type.clone()))
+            .map(|r| (r.topic, r.record_type.clone(), r.value.clone()))
             .collect();
-        t.sort_by_key(|(t, r)| (t.as_str(), r.clone()));
+        t.sort_by_key(|(t, r, _)| (t.as_str(), r.clone()));
         (t.len() >= 6).then_some(t)
     })
     .await;
+    let kinds: Vec<_> = topics.iter().map(|(t, r, _)| (*t, r.clone())).collect();
     assert_eq!(
-        topics,
+        kinds,
         [
             (RecordTopic::Alerts, "firing".to_string()),
             (RecordTopic::Events, "value_change".to_string()),
@@ -164,6 +165,15 @@ async fn events_are_stored_once_and_acknowledged() {
             (RecordTopic::Quarantine, "msg_type_mismatch".to_string()),
         ]
     );
+    for (topic, _, value) in &topics {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+        match topic {
+            RecordTopic::Events => check_event_json(&v),
+            RecordTopic::Presence => check_schema(uspwatch_proto::schema::PRESENCE_V1, &v),
+            RecordTopic::Quarantine => check_schema(uspwatch_proto::schema::QUARANTINE_V1, &v),
+            _ => {}
+        }
+    }
     h.stop().await;
 }
 

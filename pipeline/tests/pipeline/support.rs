@@ -215,86 +215,18 @@ pub fn json_value(m: &OwnedMessage) -> serde_json::Value {
     serde_json::from_slice(m.payload().expect("a value")).expect("JSON value")
 }
 
-/// Checks an event's JSON against the published Event schema. Until the schema file exists
-/// in the proto crate, the structural fields are checked here instead.
+/// Checks a JSON value against one of the schemas the proto crate publishes.
+pub fn check_schema(schema: &str, v: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(schema).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    if let Err(e) = validator.validate(v) {
+        panic!("{v} does not validate: {e}");
+    }
+}
+
+/// Checks an event against the Event JSON Schema (`usp.events.v1`).
 pub fn check_event_json(v: &serde_json::Value) {
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/schema/event.v1.json");
-    if let Ok(text) = std::fs::read_to_string(&schema_path) {
-        let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
-        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-        if let Err(e) = validator.validate(v) {
-            panic!("{v} does not validate: {e}");
-        }
-        return;
-    }
-    let o = v.as_object().expect("an object");
-    for k in [
-        "event_id",
-        "endpoint_id",
-        "controller_id",
-        "msg_id",
-        "subscription_id",
-        "received_at",
-        "kind",
-        "path",
-    ] {
-        assert!(
-            o.get(k).is_some_and(|x| x.is_string()),
-            "{k} missing in {v}"
-        );
-    }
-    assert!(o["send_resp"].is_boolean(), "{v}");
-    assert!(o["received_at_ms"].is_i64(), "{v}");
-    let kinds = [
-        "event",
-        "value_change",
-        "object_creation",
-        "object_deletion",
-        "operation_complete",
-        "on_board_request",
-    ];
-    assert!(kinds.contains(&o["kind"].as_str().unwrap_or("")), "{v}");
-    assert_eq!(
-        o["event_id"].as_str(),
-        Some(
-            format!(
-                "{}/{}",
-                o["endpoint_id"].as_str().unwrap_or(""),
-                o["msg_id"].as_str().unwrap_or("")
-            )
-            .as_str()
-        )
-    );
-    for k in ["args", "labels"] {
-        if let Some(a) = o.get(k) {
-            assert!(
-                a.as_object()
-                    .is_some_and(|m| m.values().all(|x| x.is_string())),
-                "{v}"
-            );
-        }
-    }
-    let known = [
-        "event_id",
-        "endpoint_id",
-        "controller_id",
-        "msg_id",
-        "subscription_id",
-        "send_resp",
-        "received_at",
-        "received_at_ms",
-        "kind",
-        "path",
-        "name",
-        "value",
-        "args",
-        "command_key",
-        "error",
-        "labels",
-    ];
-    for k in o.keys() {
-        assert!(known.contains(&k.as_str()), "unexpected field {k} in {v}");
-    }
+    check_schema(uspwatch_proto::schema::EVENT_V1, v);
 }
 
 /// Re-reads the log directory until `found` returns something, or panics after `WAIT`.
