@@ -383,8 +383,7 @@ impl Agent {
             }
         }
         if self.next_flap.is_some_and(|t| t <= now) {
-            self.next_flap =
-                Some(now + Duration::from_millis(self.rng.random_range(9_000..=11_000)));
+            self.next_flap = Some(now + self.flap_period());
             let next = if self.tree.get("Device.IP.Interface.1.Status") == Some("Up") {
                 "Down"
             } else {

@@ -483,7 +483,7 @@ impl Agent {
         let objs = self.tree.resolve_objects(&pat);
         for o in &objs {
             let inst = o.strip_prefix(SUB_TABLE).and_then(|r| r.strip_suffix('.'));
-            if !inst.is_some_and(|i| i.parse::<u32>().is_ok()) {
+            if inst.is_none_or(|i| i.parse::<u32>().is_err()) {
                 return Err((7024, format!("{o} cannot be deleted")));
             }
         }
