@@ -2,6 +2,7 @@
 //! pending Notifies and timers. The network driver ([`crate::agent`]) feeds it received Records
 //! and the current time and carries out the [`Out`]puts; tests drive it directly.
 
+mod diagnostics;
 mod factory;
 mod requests;
 
