@@ -236,12 +236,12 @@ fn release(core: &Core) {
 
 async fn send_notify_resp(core: &Core, event: &Event, route: &Route) {
     let resp = builder::notify_resp(&event.msg_id, &event.subscription_id);
+    // Counted before publishing so that whoever sees the NotifyResp also sees the count.
+    core.stats.notify_resps.fetch_add(1, Ordering::Relaxed);
     match core.send(&event.endpoint_id, route, &resp).await {
-        Ok(()) => {
-            core.stats.notify_resps.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::NOTIFY_RESPS).increment(1);
-        }
+        Ok(()) => metrics::counter!(m::NOTIFY_RESPS).increment(1),
         Err(e) => {
+            core.stats.notify_resps.fetch_sub(1, Ordering::Relaxed);
             warn!(endpoint_id = %event.endpoint_id, msg_id = %event.msg_id, error = %e, "could not send NotifyResp; the agent will retry");
             metrics::counter!(m::NOTIFY_UNACKED, "reason" => "publish_failed").increment(1);
         }

@@ -52,6 +52,14 @@ async fn events_are_stored_once_and_acknowledged() {
         at_ms: 0,
     });
 
+    // Garbage is counted and dropped (sent first: records are handled in order).
+    h.send(uspwatch_pipeline::InboundRecord {
+        topic: CONTROLLER_TOPIC.into(),
+        payload: bytes::Bytes::from_static(b"\xff\xff not a record"),
+        response_topic: None,
+        content_type: None,
+    })
+    .await;
     let vc = builder::value_change(
         "v1",
         "sub-9",
@@ -69,14 +77,6 @@ async fn events_are_stored_once_and_acknowledged() {
         AGENT_V311,
         &wrap(&obr, AGENT_V311, CONTROLLER),
     ))
-    .await;
-    // Garbage is counted and dropped.
-    h.send(uspwatch_pipeline::InboundRecord {
-        topic: CONTROLLER_TOPIC.into(),
-        payload: bytes::Bytes::from_static(b"\xff\xff not a record"),
-        response_topic: None,
-        content_type: None,
-    })
     .await;
 
     let mut resps = Vec::new();
