@@ -134,4 +134,32 @@ mod tests {
             Err(ReadError::TooLarge(_))
         ));
     }
+
+    #[test]
+    fn random_packets_never_panic() {
+        // xorshift: deterministic, no extra dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(first) = bytes.first_mut() {
+                // Mostly client packet types, so the decoders themselves are exercised.
+                *first = (*first & 0x0f)
+                    | ([1u8, 3, 4, 5, 6, 7, 8, 10, 12, 14][(next() % 10) as usize] << 4);
+            }
+            if bytes.len() > 1 {
+                bytes[1] = (len - 2) as u8 & 0x7f;
+            }
+            for mut c in [Codec::V4(V4), Codec::V5(V5)] {
+                let mut buf = BytesMut::from(&bytes[..]);
+                while let Ok(Some(_)) = c.read(&mut buf, 1024) {}
+            }
+        }
+    }
 }

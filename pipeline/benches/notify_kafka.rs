@@ -72,10 +72,21 @@ async fn start(bootstrap: &str) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = PipelineConfig::default();
     cfg.log.dir = dir.path().to_path_buf();
-    cfg.kafka = Some(KafkaConfig {
+    let mut kafka = KafkaConfig {
         brokers: bootstrap.to_string(),
         ..KafkaConfig::default()
-    });
+    };
+    // Producer tuning to compare, e.g. BENCH_KAFKA_PROPS="linger.ms=5,batch.num.messages=2000".
+    if let Ok(props) = std::env::var("BENCH_KAFKA_PROPS") {
+        for kv in props.split(',').filter(|s| !s.is_empty()) {
+            if let Some((k, v)) = kv.split_once('=') {
+                kafka
+                    .properties
+                    .insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    cfg.kafka = Some(kafka);
     let (tx, acks) = mpsc::unbounded_channel();
     let (to_pipeline, inbound) = mpsc::channel(4096);
     let shutdown = CancellationToken::new();
@@ -120,29 +131,32 @@ async fn paced(run: &mut Run, first: usize, n: usize, rate: usize) -> Vec<Durati
             }
         }
     });
-    let mut lat = Vec::with_capacity(n);
-    let mut pending_acks = Vec::new();
-    while lat.len() + pending_acks.len() < n || !pending_acks.is_empty() {
+    let mut lat: Vec<Option<Duration>> = vec![None; n];
+    let mut done = 0;
+    let mut early = Vec::new();
+    while done < n {
         tokio::select! {
             Some((i, t)) = times_rx.recv() => sent_at[i] = Some(t),
-            Some((t, p)) = run.acks.recv() => pending_acks.push((t, p)),
+            Some((t, p)) = run.acks.recv() => early.push((t, p)),
         }
-        pending_acks.retain(|(t, p)| match acked_index(p).map(|i| i - first) {
-            Some(i) if i < n => match sent_at[i] {
-                Some(s) => {
-                    lat.push(t.duration_since(s));
-                    false
-                }
-                None => true,
+        // An acknowledgement can be seen before its send time is: keep it until it is.
+        early.retain(
+            |(t, p)| match acked_index(p).and_then(|i| i.checked_sub(first)) {
+                Some(i) if i < n => match sent_at[i] {
+                    Some(s) => {
+                        if lat[i].replace(t.duration_since(s)).is_none() {
+                            done += 1;
+                        }
+                        false
+                    }
+                    None => true,
+                },
+                _ => false,
             },
-            _ => false,
-        });
-        if lat.len() == n {
-            break;
-        }
+        );
     }
     feeder.await.expect("feeder");
-    lat
+    lat.into_iter().flatten().collect()
 }
 
 /// Sends `n` Notifies as fast as the pipeline takes them; returns acknowledged Notifies/s.
@@ -181,8 +195,19 @@ fn main() {
         // Warm-up: producer id, metadata, connections.
         let _ = burst(&mut run, 0, 5_000).await;
 
-        let mut lat = paced(&mut run, 10_000_000, 100_000, 10_000).await;
+        let lat = paced(&mut run, 10_000_000, 100_000, 10_000).await;
+        // Per-second p99 (in send order): shows whether the tail is steady or a few stalls.
+        let windows: Vec<String> = lat
+            .chunks(10_000)
+            .map(|w| {
+                let mut w = w.to_vec();
+                w.sort();
+                format!("{:.1}", pct(&w, 0.99).as_secs_f64() * 1e3)
+            })
+            .collect();
+        let mut lat = lat;
         lat.sort();
+        println!("p99 per second (ms): {}", windows.join(" "));
         println!(
             "notify->kafka-ack latency at 10000/s over {} notifies: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             lat.len(),

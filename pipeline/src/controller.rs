@@ -54,6 +54,8 @@ pub(crate) struct Core {
     pub(crate) side_tx: mpsc::Sender<OutRecord>,
     pub(crate) stats: Stats,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Post-durability work, driven by `inbound::run_completions`; bounded by `in_flight`.
+    completions: mpsc::UnboundedSender<futures::future::BoxFuture<'static, ()>>,
     msg_prefix: String,
     msg_counter: AtomicU64,
 }
@@ -66,6 +68,7 @@ impl Core {
         sink: Arc<dyn Sink>,
         inventory: Inventory,
         side_tx: mpsc::Sender<OutRecord>,
+        completions: mpsc::UnboundedSender<futures::future::BoxFuture<'static, ()>>,
     ) -> Core {
         let (events_tx, _) = broadcast::channel(cfg.event_buffer);
         Core {
@@ -83,7 +86,15 @@ impl Core {
             operations: Mutex::new(HashMap::new()),
             routes: RwLock::new(HashMap::new()),
             side_tx,
+            completions,
             stats: Stats::default(),
+        }
+    }
+
+    /// Runs `f` on the completion task.
+    pub(crate) fn complete(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        if self.completions.send(Box::pin(f)).is_err() {
+            debug!("completion task stopped; dropping post-durability work");
         }
     }
 

@@ -4,6 +4,7 @@
 //! still in flight waits for the first copy to become durable before it is acknowledged.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -17,8 +18,8 @@ pub(crate) enum Seen {
 
 pub(crate) struct Dedup {
     window: usize,
-    ids: HashMap<String, watch::Receiver<Option<bool>>>,
-    order: VecDeque<String>,
+    ids: HashMap<Arc<str>, watch::Receiver<Option<bool>>>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl Dedup {
@@ -41,8 +42,9 @@ impl Dedup {
             }
         }
         let (tx, rx) = watch::channel(None);
-        if self.ids.insert(event_id.to_string(), rx).is_none() {
-            self.order.push_back(event_id.to_string());
+        let key: Arc<str> = Arc::from(event_id);
+        if self.ids.insert(key.clone(), rx).is_none() {
+            self.order.push_back(key);
         }
         while self.order.len() > self.window {
             if let Some(old) = self.order.pop_front() {

@@ -265,14 +265,18 @@ impl Inventory {
     /// Any record from the device: it is alive.
     pub(crate) fn touch(&self, endpoint_id: &str, at_ms: i64, mqtt_version: Option<&str>) {
         let mut st = self.state.write();
-        let d = st.devices.entry(endpoint_id.to_string()).or_default();
+        let Some(d) = device_mut(&mut st.devices, endpoint_id) else {
+            return;
+        };
         d.last_seen_ms = Some(at_ms);
         if !d.online {
             // Traffic proves a connection even if its presence event went missing.
             d.online = true;
             d.connected_since_ms.get_or_insert(at_ms);
         }
-        if let Some(v) = mqtt_version {
+        if let Some(v) = mqtt_version
+            && d.mqtt_version.as_deref() != Some(v)
+        {
             d.mqtt_version = Some(v.to_string());
         }
     }
@@ -290,7 +294,9 @@ impl Inventory {
     pub(crate) fn on_event(&self, e: &Arc<Event>) {
         let (max_values, max_recent) = (self.cfg.max_values_per_device, self.cfg.recent_events);
         let mut st = self.state.write();
-        let d = st.devices.entry(e.endpoint_id.clone()).or_default();
+        let Some(d) = device_mut(&mut st.devices, &e.endpoint_id) else {
+            return;
+        };
         match e.kind {
             EventKind::ValueChange => {
                 if let Some(v) = &e.value {
@@ -334,6 +340,17 @@ impl Inventory {
             d.recent.pop_front();
         }
     }
+}
+
+/// The device's entry, created on first sight (the key is allocated only then).
+fn device_mut<'a>(
+    devices: &'a mut HashMap<String, DeviceState>,
+    id: &str,
+) -> Option<&'a mut DeviceState> {
+    if !devices.contains_key(id) {
+        devices.insert(id.to_string(), DeviceState::default());
+    }
+    devices.get_mut(id)
 }
 
 fn boot_info(e: &Event) -> BootInfo {

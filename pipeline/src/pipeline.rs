@@ -105,13 +105,19 @@ impl Pipeline {
             }
         };
         let (side_tx, side_rx) = mpsc::channel(SIDE_QUEUE);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core::new(
             config.controller.clone(),
             mtp,
             sink.clone(),
             inventory,
             side_tx,
+            done_tx,
         ));
+        tasks.push(tokio::spawn(inbound::run_completions(
+            done_rx,
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(side_records(sink, side_rx, shutdown.clone())));
         tasks.push(tokio::spawn(inbound::run(core.clone(), inbound, shutdown)));
         info!(endpoint_id = %core.cfg.endpoint_id, topic = %core.own_topic, "controller endpoint started");

@@ -110,6 +110,7 @@ async fn run(
     // Written but not yet synced (fsync = "interval"), with the time the oldest was written.
     let mut unsynced: Vec<(u64, Done)> = Vec::new();
     let mut sync_due: Option<Instant> = None;
+    let mut last_sync = Instant::now();
     let mut next_retention = Instant::now();
     loop {
         let far = Instant::now() + RETENTION_EVERY;
@@ -137,7 +138,7 @@ async fn run(
             FsyncPolicy::Always => !batch.is_empty(),
             FsyncPolicy::Never => false,
             FsyncPolicy::Interval => {
-                (!unsynced.is_empty() || !batch.is_empty()) && sync_due.is_none_or(|due| due <= now)
+                (!unsynced.is_empty() || !batch.is_empty()) && now >= last_sync + cfg.fsync_interval
             }
         };
         let retain = now >= next_retention;
@@ -179,6 +180,9 @@ async fn run(
         if retain {
             next_retention = Instant::now() + RETENTION_EVERY;
         }
+        if fsync {
+            last_sync = now;
+        }
         match res {
             Ok(first) => {
                 shared.healthy.store(true, Ordering::Release);
@@ -197,8 +201,8 @@ async fn run(
                     }
                     sync_due = None;
                     shared.written.notify_waiters();
-                } else if !unsynced.is_empty() && sync_due.is_none() {
-                    sync_due = Some(Instant::now() + cfg.fsync_interval);
+                } else if !unsynced.is_empty() {
+                    sync_due = Some(last_sync + cfg.fsync_interval);
                 }
             }
             Err(e) => {

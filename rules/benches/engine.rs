@@ -21,12 +21,28 @@ const PATHS: [(&str, f64, f64); 10] = [
     ("Device.WiFi.Radio.1.Stats.Noise", -90.0, -60.0),
     ("Device.DeviceInfo.ProcessStatus.CPUUsage", 20.0, 95.0),
     ("Device.DeviceInfo.MemoryStatus.Free", 250_000.0, 20_000.0),
-    ("Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Value", 50.0, 95.0),
+    (
+        "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Value",
+        50.0,
+        95.0,
+    ),
     ("Device.DSL.Line.1.DownstreamNoiseMargin", 90.0, 20.0),
-    ("Device.Optical.Interface.1.OpticalSignalLevel", -16_000.0, -28_000.0),
+    (
+        "Device.Optical.Interface.1.OpticalSignalLevel",
+        -16_000.0,
+        -28_000.0,
+    ),
     ("Device.WiFi.Radio.2.Stats.Noise", -92.0, -62.0),
-    ("Device.Ethernet.Interface.1.Stats.ErrorsReceived", 0.0, 5_000.0),
-    ("Device.WiFi.AccessPoint.1.AssociatedDeviceNumberOfEntries", 4.0, 0.0),
+    (
+        "Device.Ethernet.Interface.1.Stats.ErrorsReceived",
+        0.0,
+        5_000.0,
+    ),
+    (
+        "Device.WiFi.AccessPoint.1.AssociatedDeviceNumberOfEntries",
+        4.0,
+        0.0,
+    ),
     ("Device.DeviceInfo.UpTime", 100_000.0, 10.0),
 ];
 
@@ -82,7 +98,11 @@ fn second_of_events(second: usize) -> Vec<Event> {
         .map(|i| {
             let d = i % DEVICES;
             let (path, normal, bad) = PATHS[(d + second) % PATHS.len()];
-            let v = if d % 100 == 0 { bad } else { normal + (i % 7) as f64 };
+            let v = if d.is_multiple_of(100) {
+                bad
+            } else {
+                normal + (i % 7) as f64
+            };
             let eid = eid(d);
             Event {
                 event_id: format!("{eid}/{second}-{i}"),
@@ -186,8 +206,8 @@ async fn main() {
         percentile(&steady, 0.9).as_secs_f64() * 1e3,
         steady.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
-    let ingest_per_s: f64 = ingest_times.iter().map(Duration::as_secs_f64).sum::<f64>()
-        / ingest_times.len() as f64;
+    let ingest_per_s: f64 =
+        ingest_times.iter().map(Duration::as_secs_f64).sum::<f64>() / ingest_times.len() as f64;
     println!(
         "steady ingest: {RATE} events per second of traffic take {:.1} ms",
         ingest_per_s * 1e3

@@ -106,13 +106,28 @@ mod tests {
     fn guardrail_order() {
         let g = g(Mode::Enforce);
         let mut s = ActionState::default();
-        assert_eq!(s.decide("a", 0, &g, true, false, 10), Decision::Suppressed("kill_switch"));
-        assert_eq!(s.decide("a", 1, &g, false, false, 10), Decision::Suppressed("cooldown"));
-        assert_eq!(s.decide("b", 1, &g, false, true, 10), Decision::Suppressed("silenced"));
+        assert_eq!(
+            s.decide("a", 0, &g, true, false, 10),
+            Decision::Suppressed("kill_switch")
+        );
+        assert_eq!(
+            s.decide("a", 1, &g, false, false, 10),
+            Decision::Suppressed("cooldown")
+        );
+        assert_eq!(
+            s.decide("b", 1, &g, false, true, 10),
+            Decision::Suppressed("silenced")
+        );
         for (i, d) in ["c", "d", "e"].iter().enumerate() {
-            assert_eq!(s.decide(d, 2 + i as i64, &g, false, false, 10), Decision::Send);
+            assert_eq!(
+                s.decide(d, 2 + i as i64, &g, false, false, 10),
+                Decision::Send
+            );
         }
-        assert_eq!(s.decide("f", 9, &g, false, false, 10), Decision::Suppressed("max_per_hour"));
+        assert_eq!(
+            s.decide("f", 9, &g, false, false, 10),
+            Decision::Suppressed("max_per_hour")
+        );
         let later = 2 * HOUR_MS;
         assert!(s.due("a", false, later, &g));
         assert_eq!(s.decide("x", later, &g, false, false, 2), Decision::Send);

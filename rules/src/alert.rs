@@ -55,10 +55,7 @@ fn labels_for(rule: &CompiledRule, row: &Row) -> BTreeMap<String, String> {
         labels.insert(k.clone(), v);
     }
     for k in &rule.spec.key {
-        labels.insert(
-            k.clone(),
-            row.get(k).map(display_value).unwrap_or_default(),
-        );
+        labels.insert(k.clone(), row.get(k).map(display_value).unwrap_or_default());
     }
     labels.insert("alertname".into(), rule.spec.name.clone());
     labels.insert("severity".into(), rule.spec.severity.clone());
@@ -76,7 +73,11 @@ fn matches(m: &Matcher, labels: &BTreeMap<String, String>) -> bool {
 }
 
 /// Whether an active silence covers these labels at `now_ms`.
-pub(crate) fn silenced(silences: &[Silence], labels: &BTreeMap<String, String>, now_ms: i64) -> bool {
+pub(crate) fn silenced(
+    silences: &[Silence],
+    labels: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> bool {
     silences.iter().any(|s| {
         s.starts_at_ms <= now_ms
             && now_ms < s.ends_at_ms

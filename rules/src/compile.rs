@@ -151,9 +151,7 @@ pub(crate) async fn compile(
         }
     }
     let known = |v: &str| {
-        columns.iter().any(|c| c == v)
-            || BUILTIN_VARS.contains(&v)
-            || spec.labels.contains_key(v)
+        columns.iter().any(|c| c == v) || BUILTIN_VARS.contains(&v) || spec.labels.contains_key(v)
     };
     let check = |what: &str, text: &str| -> Result<Template, RuleLoadError> {
         let t = Template::parse(text).map_err(|e| fail(format!("{what}: {e}"), None, None))?;
@@ -184,7 +182,10 @@ pub(crate) async fn compile(
             }
             if !columns.contains(&guard.target) {
                 return Err(fail(
-                    format!("action.target column {:?} is not in the result", guard.target),
+                    format!(
+                        "action.target column {:?} is not in the result",
+                        guard.target
+                    ),
                     None,
                     None,
                 ));
@@ -257,17 +258,21 @@ fn scalar_json(s: &ScalarValue) -> serde_json::Value {
         ScalarValue::UInt64(Some(v)) => J::from(*v),
         ScalarValue::Float32(Some(v)) => J::from(f64::from(*v)),
         ScalarValue::Float64(Some(v)) => J::from(*v),
-        ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => {
-            J::String(v.clone())
+        ScalarValue::Utf8(Some(v))
+        | ScalarValue::LargeUtf8(Some(v))
+        | ScalarValue::Utf8View(Some(v)) => J::String(v.clone()),
+        ScalarValue::TimestampMillisecond(Some(ms), _) => {
+            J::String(uspwatch_proto::rfc3339_millis(*ms))
         }
-        ScalarValue::TimestampMillisecond(Some(ms), _) => J::String(uspwatch_proto::rfc3339_millis(*ms)),
         ScalarValue::TimestampMicrosecond(Some(us), _) => {
             J::String(uspwatch_proto::rfc3339_millis(us / 1000))
         }
         ScalarValue::TimestampNanosecond(Some(ns), _) => {
             J::String(uspwatch_proto::rfc3339_millis(ns / 1_000_000))
         }
-        ScalarValue::TimestampSecond(Some(s), _) => J::String(uspwatch_proto::rfc3339_millis(s * 1000)),
+        ScalarValue::TimestampSecond(Some(s), _) => {
+            J::String(uspwatch_proto::rfc3339_millis(s * 1000))
+        }
         other => J::String(other.to_string()),
     }
 }

@@ -157,7 +157,10 @@ mod tests {
             ..RulesConfig::default()
         };
         let msg = bad.validate().unwrap_err().to_string();
-        assert!(msg.contains("tick") && msg.contains("max_concurrency"), "{msg}");
+        assert!(
+            msg.contains("tick") && msg.contains("max_concurrency"),
+            "{msg}"
+        );
         assert!(toml::from_str::<RulesConfig>("nope = 1").is_err());
     }
 }

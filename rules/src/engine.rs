@@ -401,7 +401,14 @@ impl Engine {
             if needs_fleet && fleet.is_none() {
                 fleet = Some(self.fleet_size());
             }
-            self.process(idx, rows, now_ms, took.as_micros() as u64, fleet.unwrap_or(0), &mut report);
+            self.process(
+                idx,
+                rows,
+                now_ms,
+                took.as_micros() as u64,
+                fleet.unwrap_or(0),
+                &mut report,
+            );
         }
         self.run_verifications(now_ms, &mut report).await;
         {
@@ -411,7 +418,13 @@ impl Engine {
         report.duration_us = started.elapsed().as_micros() as u64;
         metrics::histogram!(m::ROUND_SECONDS).record(started.elapsed().as_secs_f64());
         self.update_alert_gauges();
-        debug!(at_ms = now_ms, rules = report.rules_evaluated, changes = report.changes.len(), actions = report.actions.len(), "evaluation round done");
+        debug!(
+            at_ms = now_ms,
+            rules = report.rules_evaluated,
+            changes = report.changes.len(),
+            actions = report.actions.len(),
+            "evaluation round done"
+        );
         Ok(report)
     }
 
@@ -453,7 +466,9 @@ impl Engine {
             if let Some(action) = &rule.action {
                 rt.actions.prune(now_ms, &action.guard);
                 for (fp, just_fired) in firing {
-                    let Some(a) = rt.alerts.get(&fp) else { continue };
+                    let Some(a) = rt.alerts.get(&fp) else {
+                        continue;
+                    };
                     let target = a
                         .values
                         .get(&action.guard.target)
@@ -464,25 +479,15 @@ impl Engine {
                     {
                         continue;
                     }
-                    let mut decision = rt.actions.decide(
-                        &target,
-                        now_ms,
-                        &action.guard,
-                        kill,
-                        a.silenced,
-                        fleet,
-                    );
+                    let mut decision =
+                        rt.actions
+                            .decide(&target, now_ms, &action.guard, kill, a.silenced, fleet);
                     if inner.dry_run_only && decision == crate::action::Decision::Send {
                         decision = crate::action::Decision::DryRun;
                     }
                     st.seq += 1;
-                    let record = outputs::action_record(
-                        rule, action, a, &target, decision, now_ms, st.seq,
-                    );
-                    let record = match record {
-                        Ok(r) => r,
-                        Err(r) => r,
-                    };
+                    let record =
+                        outputs::action_record(rule, action, a, &target, decision, now_ms, st.seq);
                     if record.status == ActionStatus::Sent {
                         sends.push(record.clone());
                         if action.guard.verify.is_some() {
@@ -688,7 +693,9 @@ impl Engine {
     /// Adds a silence starting at `now_ms` (event time, for tests and replay).
     pub fn add_silence_at(&self, s: NewSilence, now_ms: i64) -> Result<Silence> {
         if s.matchers.is_empty() {
-            return Err(crate::Error::Silence("at least one matcher is needed".into()));
+            return Err(crate::Error::Silence(
+                "at least one matcher is needed".into(),
+            ));
         }
         for m in &s.matchers {
             if m.is_regex {

@@ -36,9 +36,17 @@ pub fn describe() {
     describe_counter!(EVENTS_EVICTED, "Events dropped from the rule window");
     describe_gauge!(WINDOW_EVENTS, "Events currently in the rule window");
     describe_gauge!(RULES_LOADED, "Rules loaded");
-    describe_histogram!(RULE_EVAL_SECONDS, metrics::Unit::Seconds, "Time to run one rule's query");
+    describe_histogram!(
+        RULE_EVAL_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to run one rule's query"
+    );
     describe_counter!(RULE_EVAL_FAILURES, "Rule evaluations whose query failed");
-    describe_histogram!(ROUND_SECONDS, metrics::Unit::Seconds, "Time of one evaluation round");
+    describe_histogram!(
+        ROUND_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one evaluation round"
+    );
     describe_gauge!(ALERTS, "Alerts in memory by state");
     describe_counter!(ALERT_TRANSITIONS, "Alert state changes");
     describe_counter!(ACTIONS, "Action records by status and guardrail reason");

@@ -67,7 +67,11 @@ impl fmt::Display for ReplayReport {
             ),
             _ => "no events".into(),
         };
-        writeln!(f, "replayed {} events ({span}) in {} rounds", self.events, self.rounds)?;
+        writeln!(
+            f,
+            "replayed {} events ({span}) in {} rounds",
+            self.events, self.rounds
+        )?;
         let mut per_rule: BTreeMap<&str, (usize, usize, BTreeMap<&str, usize>)> = BTreeMap::new();
         for c in &self.fired {
             per_rule.entry(&c.alert.rule).or_default().0 += 1;
@@ -82,7 +86,11 @@ impl fmt::Display for ReplayReport {
                 _ => {}
             }
         }
-        writeln!(f, "{:<28} {:>7} {:>11}  suppressed", "rule", "fired", "would send")?;
+        writeln!(
+            f,
+            "{:<28} {:>7} {:>11}  suppressed",
+            "rule", "fired", "would send"
+        )?;
         for (rule, (fired, send, supp)) in &per_rule {
             let s: Vec<String> = supp.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(f, "{rule:<28} {fired:>7} {send:>11}  {}", s.join(" "))?;
@@ -132,7 +140,11 @@ pub async fn replay(
     let total = file.metadata().map_err(io)?.len();
     let mut files = Vec::new();
     if rules.default_pack {
-        files.extend(rule::PACK.iter().map(|(s, t)| (s.to_string(), t.to_string())));
+        files.extend(
+            rule::PACK
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.to_string())),
+        );
     }
     for d in &rules.dirs {
         files.extend(rule::read_dir(d)?);
@@ -201,7 +213,7 @@ pub async fn replay(
         for (rule, e) in r.errors {
             report.errors.entry(rule).or_insert(e);
         }
-        if report.rounds % 256 == 0 {
+        if report.rounds.is_multiple_of(256) {
             progress(total / 2 + total * next as u64 / n.max(1) / 2, total);
         }
         if t >= last {

@@ -131,9 +131,7 @@ pub(crate) const GUARDRAIL_KEYS: &[&str] = &[
 ];
 
 /// Splits `[action]` into guardrails and the command template (as JSON, strings templated).
-pub(crate) fn split_action(
-    table: &toml::Table,
-) -> Result<(Guardrails, serde_json::Value), String> {
+pub(crate) fn split_action(table: &toml::Table) -> Result<(Guardrails, serde_json::Value), String> {
     let mut guard = toml::Table::new();
     let mut command = serde_json::Map::new();
     for (k, v) in table {
@@ -238,17 +236,50 @@ pub(crate) fn parse_file(source: &str, text: &str) -> Vec<Result<RuleSpec, RuleL
 
 /// The built-in pack, compiled in so the binary works from any directory.
 pub(crate) const PACK: &[(&str, &str)] = &[
-    ("pack/reboot_loop.toml", include_str!("../pack/reboot_loop.toml")),
-    ("pack/device_silent.toml", include_str!("../pack/device_silent.toml")),
-    ("pack/wifi_noise_high.toml", include_str!("../pack/wifi_noise_high.toml")),
-    ("pack/memory_critical.toml", include_str!("../pack/memory_critical.toml")),
-    ("pack/wan_flapping.toml", include_str!("../pack/wan_flapping.toml")),
-    ("pack/dsl_noise_margin_low.toml", include_str!("../pack/dsl_noise_margin_low.toml")),
-    ("pack/pon_rx_power_low.toml", include_str!("../pack/pon_rx_power_low.toml")),
-    ("pack/cpu_critical.toml", include_str!("../pack/cpu_critical.toml")),
-    ("pack/temperature_high.toml", include_str!("../pack/temperature_high.toml")),
-    ("pack/firmware_update_failed.toml", include_str!("../pack/firmware_update_failed.toml")),
-    ("pack/ipping_failure_rate_high.toml", include_str!("../pack/ipping_failure_rate_high.toml")),
+    (
+        "pack/reboot_loop.toml",
+        include_str!("../pack/reboot_loop.toml"),
+    ),
+    (
+        "pack/device_silent.toml",
+        include_str!("../pack/device_silent.toml"),
+    ),
+    (
+        "pack/wifi_noise_high.toml",
+        include_str!("../pack/wifi_noise_high.toml"),
+    ),
+    (
+        "pack/memory_critical.toml",
+        include_str!("../pack/memory_critical.toml"),
+    ),
+    (
+        "pack/wan_flapping.toml",
+        include_str!("../pack/wan_flapping.toml"),
+    ),
+    (
+        "pack/dsl_noise_margin_low.toml",
+        include_str!("../pack/dsl_noise_margin_low.toml"),
+    ),
+    (
+        "pack/pon_rx_power_low.toml",
+        include_str!("../pack/pon_rx_power_low.toml"),
+    ),
+    (
+        "pack/cpu_critical.toml",
+        include_str!("../pack/cpu_critical.toml"),
+    ),
+    (
+        "pack/temperature_high.toml",
+        include_str!("../pack/temperature_high.toml"),
+    ),
+    (
+        "pack/firmware_update_failed.toml",
+        include_str!("../pack/firmware_update_failed.toml"),
+    ),
+    (
+        "pack/ipping_failure_rate_high.toml",
+        include_str!("../pack/ipping_failure_rate_high.toml"),
+    ),
 ];
 
 /// Reads every `*.toml` file of `dir` (sorted, not recursive) as (source, text).
@@ -281,7 +312,10 @@ mod tests {
 
     #[test]
     fn single_and_array_forms() {
-        let one = parse_file("a.toml", "name = \"x\"\nsql = \"select 1\"\nevery = \"10s\"");
+        let one = parse_file(
+            "a.toml",
+            "name = \"x\"\nsql = \"select 1\"\nevery = \"10s\"",
+        );
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].as_ref().unwrap().every, Duration::from_secs(10));
         let many = parse_file(

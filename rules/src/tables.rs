@@ -40,8 +40,7 @@ impl LiveTable {
         self.prunable
             && !e.is_volatile()
             && !e.column_refs().is_empty()
-            && e
-                .column_refs()
+            && e.column_refs()
                 .iter()
                 .all(|c| matches!(c.name.as_str(), "kind" | "path" | "name"))
     }

@@ -283,12 +283,17 @@ async fn run_case(
         false,
     )?;
     if !errors.is_empty() {
-        return Ok(errors.iter().map(|e| format!("rule load error: {e}")).collect());
+        return Ok(errors
+            .iter()
+            .map(|e| format!("rule load error: {e}"))
+            .collect());
     }
     if let Some(want) = &tf.rules {
         let have = engine.rule_names();
         if let Some(missing) = want.iter().find(|w| !have.contains(w)) {
-            return Err(parse_err(format!("no rule named {missing:?} in the directory")));
+            return Err(parse_err(format!(
+                "no rule named {missing:?} in the directory"
+            )));
         }
     }
     engine.set_kill_switch(case.kill_switch);
@@ -341,15 +346,15 @@ async fn run_case(
                 break;
             }
             exp.next();
-            if let Some(want) = &x.alerts {
-                if let Some(d) = diff_alerts(want, &engine.alerts()) {
-                    failures.push(format!("at {}: alerts differ\n{d}", label(t, start)));
-                }
+            if let Some(want) = &x.alerts
+                && let Some(d) = diff_alerts(want, &engine.alerts())
+            {
+                failures.push(format!("at {}: alerts differ\n{d}", label(t, start)));
             }
-            if let Some(want) = &x.actions {
-                if let Some(d) = diff_actions(want, &actions) {
-                    failures.push(format!("at {}: actions differ\n{d}", label(t, start)));
-                }
+            if let Some(want) = &x.actions
+                && let Some(d) = diff_actions(want, &actions)
+            {
+                failures.push(format!("at {}: actions differ\n{d}", label(t, start)));
             }
             actions.clear();
         }
@@ -443,7 +448,9 @@ fn action_matches(w: &ExpectAction, a: &ActionRecord) -> bool {
     w.rule.as_ref().is_none_or(|r| *r == a.rule)
         && w.endpoint_id.as_ref().is_none_or(|e| *e == a.endpoint_id)
         && w.status.as_ref().is_none_or(|s| s == status)
-        && w.reason.as_ref().is_none_or(|r| Some(r) == a.reason.as_ref())
+        && w.reason
+            .as_ref()
+            .is_none_or(|r| Some(r) == a.reason.as_ref())
         && w.verify
             .as_ref()
             .is_none_or(|v| Some(v.as_str()) == a.verify.map(|x| x.as_str()))

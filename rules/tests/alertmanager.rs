@@ -47,7 +47,10 @@ async fn start_alertmanager() -> Alertmanager {
     let port = free_port();
     let child = Command::new(BINARY)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
@@ -86,7 +89,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -105,9 +111,15 @@ async fn am_alerts(url: &str) -> Vec<(String, String, String)> {
         .filter(|a| a["labels"]["alertname"] == "temperature")
         .map(|a| {
             (
-                a["labels"]["endpoint_id"].as_str().unwrap_or("").to_string(),
+                a["labels"]["endpoint_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 a["status"]["state"].as_str().unwrap_or("").to_string(),
-                a["annotations"]["summary"].as_str().unwrap_or("").to_string(),
+                a["annotations"]["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect()

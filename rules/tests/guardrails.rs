@@ -77,7 +77,11 @@ async fn storm_is_capped_by_fleet_fraction_and_cooldowns_hold() {
     let budget = DEVICES / 20;
     assert_eq!(count(&r.actions, ActionStatus::Sent, None), budget);
     assert_eq!(
-        count(&r.actions, ActionStatus::Suppressed, Some("max_fleet_fraction")),
+        count(
+            &r.actions,
+            ActionStatus::Suppressed,
+            Some("max_fleet_fraction")
+        ),
         DEVICES - budget
     );
     e.flush().await;
@@ -108,7 +112,10 @@ async fn storm_is_capped_by_fleet_fraction_and_cooldowns_hold() {
     assert_eq!(r.changes.len(), DEVICES);
     storm(&e, T0 + 7 * 60_000);
     let r = e.evaluate_at(T0 + 7 * 60_000).await.unwrap();
-    assert_eq!(count(&r.actions, ActionStatus::Suppressed, Some("cooldown")), DEVICES);
+    assert_eq!(
+        count(&r.actions, ActionStatus::Suppressed, Some("cooldown")),
+        DEVICES
+    );
     e.flush().await;
     assert_eq!(sink.count(), budget);
     let s = e.stats();
@@ -125,7 +132,11 @@ async fn dry_run_sends_nothing_but_records_what_it_would_send() {
     assert_eq!(sink.count(), 0);
     assert_eq!(count(&r.actions, ActionStatus::DryRun, None), DEVICES / 20);
     assert_eq!(
-        count(&r.actions, ActionStatus::Suppressed, Some("max_fleet_fraction")),
+        count(
+            &r.actions,
+            ActionStatus::Suppressed,
+            Some("max_fleet_fraction")
+        ),
         DEVICES - DEVICES / 20
     );
 }
@@ -138,6 +149,9 @@ async fn kill_switch_suppresses_everything() {
     let r = e.evaluate_at(T0).await.unwrap();
     e.flush().await;
     assert_eq!(sink.count(), 0);
-    assert_eq!(count(&r.actions, ActionStatus::Suppressed, Some("kill_switch")), DEVICES);
+    assert_eq!(
+        count(&r.actions, ActionStatus::Suppressed, Some("kill_switch")),
+        DEVICES
+    );
     assert!(e.stats().kill_switch);
 }

@@ -60,12 +60,20 @@ async fn pending_firing_resolved_with_for_and_keep_firing_for() {
     assert_eq!(e.alerts()[0].labels["team"], "noc");
 
     e.evaluate_at(T0 + 20_000).await.unwrap();
-    assert_eq!(state(&e), Some(AlertState::Pending), "for = 30s not over yet");
+    assert_eq!(
+        state(&e),
+        Some(AlertState::Pending),
+        "for = 30s not over yet"
+    );
     let r = e.evaluate_at(T0 + 30_000).await.unwrap();
     assert_eq!(state(&e), Some(AlertState::Firing));
     assert_eq!(r.changes.len(), 1);
     assert_eq!(r.changes[0].previous, Some(AlertState::Pending));
-    assert_eq!(r.actions.len(), 1, "the action runs when the alert starts firing");
+    assert_eq!(
+        r.actions.len(),
+        1,
+        "the action runs when the alert starts firing"
+    );
     e.flush().await;
     assert_eq!(sink.count(), 1);
 
@@ -94,7 +102,13 @@ async fn pending_firing_resolved_with_for_and_keep_firing_for() {
     }
     assert_eq!(
         seen,
-        ["pending", "firing", "action:sent", "action:succeeded", "resolved"]
+        [
+            "pending",
+            "firing",
+            "action:sent",
+            "action:succeeded",
+            "resolved"
+        ]
     );
     let stats = e.stats();
     assert_eq!((stats.actions_sent, stats.actions_succeeded), (1, 1));
@@ -153,4 +167,30 @@ async fn silenced_alert_keeps_its_lifecycle_but_its_action_is_suppressed() {
         })
         .is_err()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn live_loop_evaluates_on_its_tick_and_stops_on_shutdown() {
+    let (e, sink) = engine();
+    let mut rx = e.subscribe();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(e.clone().run(shutdown.clone()));
+    let now = chrono::Utc::now().timestamp_millis();
+    e.ingest(&value_change("os::00256D-1", "Device.T", "95", now));
+    // Paused time: the loop's ticks advance the clock with no real waiting.
+    let first = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("an alert within a minute of ticks")
+        .unwrap();
+    match first {
+        Output::Alert(c) => assert_eq!(c.alert.state, AlertState::Pending),
+        other => panic!("unexpected {other:?}"),
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap();
+    assert_eq!(sink.count(), 0, "for = 30s of wall clock has not passed");
+    assert!(e.stats().evaluation_rounds >= 1);
 }

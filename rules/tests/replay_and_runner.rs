@@ -56,7 +56,9 @@ actions = [{ rule = "hot", status = "sent" }]
         "{text}"
     );
     assert!(
-        text.contains("got, not expected:   {rule=hot state=firing labels={endpoint_id=os::00256D-1}"),
+        text.contains(
+            "got, not expected:   {rule=hot state=firing labels={endpoint_id=os::00256D-1}"
+        ),
         "{text}"
     );
     assert!(text.contains("actions differ"), "{text}");
@@ -73,11 +75,22 @@ async fn replay_backtests_the_default_pack_without_sending() {
     for d in 0..10 {
         let eid = format!("os::00256D-SIM{d:06}");
         for s in 0..24 {
-            events.push(value_change(&eid, "Device.WiFi.Radio.1.Stats.Noise", "-60", T0 + s * 5_000));
+            events.push(value_change(
+                &eid,
+                "Device.WiFi.Radio.1.Stats.Noise",
+                "-60",
+                T0 + s * 5_000,
+            ));
         }
     }
     for s in 0..4 {
-        events.push(event("os::00256D-LOOP", "Device.", "Boot!", &[("FirmwareUpdated", "false")], T0 + s * 15_000));
+        events.push(event(
+            "os::00256D-LOOP",
+            "Device.",
+            "Boot!",
+            &[("FirmwareUpdated", "false")],
+            T0 + s * 15_000,
+        ));
     }
     events.reverse();
     for e in &events {
@@ -97,14 +110,24 @@ async fn replay_backtests_the_default_pack_without_sending() {
     assert_eq!(fired("wifi_noise_high"), 10, "{text}");
     assert_eq!(fired("reboot_loop"), 1, "{text}");
     // 11 devices seen, 5 % fleet budget → 1 channel change would be sent, 9 suppressed.
-    let wifi: Vec<_> = report.actions.iter().filter(|a| a.rule == "wifi_noise_high").collect();
+    let wifi: Vec<_> = report
+        .actions
+        .iter()
+        .filter(|a| a.rule == "wifi_noise_high")
+        .collect();
     assert_eq!(wifi.len(), 10);
     assert_eq!(
-        wifi.iter().filter(|a| a.status == uspwatch_rules::ActionStatus::DryRun).count(),
+        wifi.iter()
+            .filter(|a| a.status == uspwatch_rules::ActionStatus::DryRun)
+            .count(),
         1,
         "{text}"
     );
-    assert_eq!(report.suppressed_by().get("max_fleet_fraction"), Some(&9), "{text}");
+    assert_eq!(
+        report.suppressed_by().get("max_fleet_fraction"),
+        Some(&9),
+        "{text}"
+    );
     assert!(text.contains("wifi_noise_high"), "{text}");
     let total = std::fs::metadata(&path).unwrap().len();
     assert_eq!(calls.last(), Some(&(total, total)));

@@ -250,7 +250,7 @@ impl MqttMode {
         match self {
             MqttMode::V5 => true,
             MqttMode::V311 => false,
-            MqttMode::Mixed => (index / 2) % 2 == 0,
+            MqttMode::Mixed => (index / 2).is_multiple_of(2),
         }
     }
 }

@@ -42,8 +42,8 @@ enum ClientInner {
 
 /// The receiving half: poll it continuously (it also writes what the [`Client`] queued).
 pub(crate) enum Events {
-    V5(v5::EventLoop),
-    V311(rumqttc::EventLoop),
+    V5(Box<v5::EventLoop>),
+    V311(Box<rumqttc::EventLoop>),
 }
 
 /// What the event loop reported.
@@ -85,7 +85,7 @@ pub(crate) fn connect(ep: &Endpoint, reply_topic: &str) -> (Client, Events) {
             o.set_credentials(u.clone(), p.clone());
         }
         let (c, e) = v5::AsyncClient::new(o, REQUEST_CAPACITY);
-        (ClientInner::V5(c), Events::V5(e))
+        (ClientInner::V5(c), Events::V5(Box::new(e)))
     } else {
         let mut o = rumqttc::MqttOptions::new(ep.client_id.clone(), ep.host.clone(), ep.port);
         o.set_keep_alive(KEEP_ALIVE).set_clean_session(true);
@@ -93,7 +93,7 @@ pub(crate) fn connect(ep: &Endpoint, reply_topic: &str) -> (Client, Events) {
             o.set_credentials(u.clone(), p.clone());
         }
         let (c, e) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
-        (ClientInner::V311(c), Events::V311(e))
+        (ClientInner::V311(c), Events::V311(Box::new(e)))
     };
     let client = Client {
         inner,

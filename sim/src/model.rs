@@ -2,6 +2,7 @@
 //! pending Notifies and timers. The network driver ([`crate::agent`]) feeds it received Records
 //! and the current time and carries out the [`Out`]puts; tests drive it directly.
 
+mod diagnostics;
 mod factory;
 mod requests;
 
@@ -383,8 +384,7 @@ impl Agent {
             }
         }
         if self.next_flap.is_some_and(|t| t <= now) {
-            self.next_flap =
-                Some(now + Duration::from_millis(self.rng.random_range(9_000..=11_000)));
+            self.next_flap = Some(now + self.flap_period());
             let next = if self.tree.get("Device.IP.Interface.1.Status") == Some("Up") {
                 "Down"
             } else {

@@ -51,7 +51,11 @@ pub enum Wan {
 
 impl Wan {
     pub(crate) fn of_index(index: usize) -> Wan {
-        if index % 2 == 0 { Wan::Dsl } else { Wan::Pon }
+        if index.is_multiple_of(2) {
+            Wan::Dsl
+        } else {
+            Wan::Pon
+        }
     }
 }
 

@@ -149,8 +149,9 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             let Ok(permit) = core.in_flight.clone().acquire_owned().await else {
                 return;
             };
-            let core = core.clone();
-            tokio::spawn(async move {
+            let core2 = core.clone();
+            core.complete(async move {
+                let core = core2;
                 let _permit = permit;
                 let durable = rx
                     .wait_for(|s| s.is_some())
@@ -196,8 +197,9 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             return;
         }
     };
-    let core = core.clone();
-    tokio::spawn(async move {
+    let core2 = core.clone();
+    core.complete(async move {
+        let core = core2;
         let stored = ack.await;
         release(&core);
         drop(permit);
@@ -234,14 +236,41 @@ fn release(core: &Core) {
 
 async fn send_notify_resp(core: &Core, event: &Event, route: &Route) {
     let resp = builder::notify_resp(&event.msg_id, &event.subscription_id);
+    // Counted before publishing so that whoever sees the NotifyResp also sees the count.
+    core.stats.notify_resps.fetch_add(1, Ordering::Relaxed);
     match core.send(&event.endpoint_id, route, &resp).await {
-        Ok(()) => {
-            core.stats.notify_resps.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::NOTIFY_RESPS).increment(1);
-        }
+        Ok(()) => metrics::counter!(m::NOTIFY_RESPS).increment(1),
         Err(e) => {
+            core.stats.notify_resps.fetch_sub(1, Ordering::Relaxed);
             warn!(endpoint_id = %event.endpoint_id, msg_id = %event.msg_id, error = %e, "could not send NotifyResp; the agent will retry");
             metrics::counter!(m::NOTIFY_UNACKED, "reason" => "publish_failed").increment(1);
+        }
+    }
+}
+
+/// Drives the work that follows each Notify's durability (NotifyResp, inventory,
+/// broadcast) in one task: a delivery report then wakes a task that is usually already
+/// running, instead of one task per Notify. At most `max_in_flight` are pending.
+pub(crate) async fn run_completions(
+    mut rx: mpsc::UnboundedReceiver<futures::future::BoxFuture<'static, ()>>,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt;
+    let mut running = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            Some(()) = running.next(), if !running.is_empty() => {}
+            f = rx.recv() => match f {
+                Some(f) => {
+                    running.push(f);
+                    while let Ok(f) = rx.try_recv() {
+                        running.push(f);
+                    }
+                }
+                None => return,
+            },
         }
     }
 }

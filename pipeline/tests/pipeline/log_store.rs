@@ -52,6 +52,14 @@ async fn events_are_stored_once_and_acknowledged() {
         at_ms: 0,
     });
 
+    // Garbage is counted and dropped (sent first: records are handled in order).
+    h.send(uspwatch_pipeline::InboundRecord {
+        topic: CONTROLLER_TOPIC.into(),
+        payload: bytes::Bytes::from_static(b"\xff\xff not a record"),
+        response_topic: None,
+        content_type: None,
+    })
+    .await;
     let vc = builder::value_change(
         "v1",
         "sub-9",
@@ -69,14 +77,6 @@ async fn events_are_stored_once_and_acknowledged() {
         AGENT_V311,
         &wrap(&obr, AGENT_V311, CONTROLLER),
     ))
-    .await;
-    // Garbage is counted and dropped.
-    h.send(uspwatch_pipeline::InboundRecord {
-        topic: CONTROLLER_TOPIC.into(),
-        payload: bytes::Bytes::from_static(b"\xff\xff not a record"),
-        response_topic: None,
-        content_type: None,
-    })
     .await;
 
     let mut resps = Vec::new();
@@ -182,7 +182,7 @@ async fn a_slow_store_holds_back_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.log.fsync = FsyncPolicy::Interval;
-    cfg.log.fsync_interval = Duration::from_millis(500);
+    cfg.log.fsync_interval = Duration::from_millis(1500);
     cfg.controller.max_in_flight = 2;
     let mut h = Harness::start(cfg).await;
     for i in 0..6 {
@@ -194,7 +194,8 @@ async fn a_slow_store_holds_back_acknowledgements() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::task::yield_now().await;
     }
-    // Two Notifies wait for the fsync; the third waits for room; the rest are not read.
+    // The first fsync is due 1.5 s after start: two Notifies wait for it, the third waits
+    // for room, the rest are not read.
     let s = h.pipeline.stats();
     assert_eq!(
         (s.in_flight, s.records_received, s.notify_resps),

@@ -13,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = serde_json::to_vec(m);
         }
     }
-    let _ = validate(data, &Limits { max_record_size: 64 });
+    let _ = validate(
+        data,
+        &Limits {
+            max_record_size: 64,
+        },
+    );
     match validate(data, &Limits::default()) {
         Ok(d) => {
             let _ = d.record_type();
@@ -25,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            let _ = (e.reason().as_str(), e.reason().usp_err_code(), e.to_string());
+            let _ = (
+                e.reason().as_str(),
+                e.reason().usp_err_code(),
+                e.to_string(),
+            );
         }
     }
 });

@@ -7,8 +7,8 @@ use crate::alert;
 use crate::compile::{CompiledAction, CompiledRule, render_json};
 use crate::model::{ActionRecord, ActionStatus, Alert, EngineStats};
 
-/// The record of one attempt. `Err` holds a record of an action whose template did not
-/// produce a valid command (status failed).
+/// The record of one attempt. An action whose template does not produce a valid command is
+/// recorded as failed, with the reason.
 pub(crate) fn action_record(
     rule: &CompiledRule,
     action: &CompiledAction,
@@ -17,7 +17,7 @@ pub(crate) fn action_record(
     decision: Decision,
     now_ms: i64,
     seq: u64,
-) -> Result<ActionRecord, ActionRecord> {
+) -> ActionRecord {
     let action_id = format!("act-{now_ms:x}-{seq}");
     let look = alert::lookup(rule, &a.values, &a.fingerprint, &a.labels);
     let rendered = render_json(&action.command, &look);
@@ -44,7 +44,7 @@ pub(crate) fn action_record(
         Err(e) => {
             record.status = ActionStatus::Failed;
             record.reason = Some(format!("bad command: {e}"));
-            return Err(record);
+            return record;
         }
     };
     // An Operate without a command key gets the action id, so the device's Boot! or
@@ -60,7 +60,7 @@ pub(crate) fn action_record(
         Decision::DryRun => record.status = ActionStatus::DryRun,
         Decision::Suppressed(reason) => record.reason = Some(reason.to_string()),
     }
-    Ok(record)
+    record
 }
 
 /// Puts (or updates) the record in its alert's recent actions.

@@ -119,7 +119,8 @@ impl Builders {
         }
         self.args.append(true)?;
         self.command_key.append_option(e.command_key.as_deref());
-        self.error_code.append_option(e.error.as_ref().map(|x| x.code));
+        self.error_code
+            .append_option(e.error.as_ref().map(|x| x.code));
         self.error_message
             .append_option(e.error.as_ref().map(|x| x.message.as_str()));
         for (k, v) in &e.labels {
@@ -429,7 +430,8 @@ mod tests {
     fn partitions_by_path_and_evicts_by_time_and_cap() {
         let mut r = Ring::new(25);
         for i in 0..10 {
-            r.push(&ev("a", "Device.X", &i.to_string(), i * 1000)).unwrap();
+            r.push(&ev("a", "Device.X", &i.to_string(), i * 1000))
+                .unwrap();
             r.push(&ev("a", "Device.Y", "1", i * 1000)).unwrap();
         }
         assert_eq!(r.parts.len(), 2);

@@ -493,13 +493,8 @@ fn other_async_commands_and_unknown_command() {
 
 #[test]
 fn scenarios_produce_the_contract_values() {
-    let cases: [(
-        Scenario,
-        usize,
-        &str,
-        std::ops::RangeInclusive<i64>,
-        std::ops::RangeInclusive<i64>,
-    ); 4] = [
+    type Range = std::ops::RangeInclusive<i64>;
+    let cases: [(Scenario, usize, &str, Range, Range); 4] = [
         (
             Scenario::Overheating,
             1,

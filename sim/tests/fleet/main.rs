@@ -3,6 +3,7 @@
 
 mod broker;
 mod controller;
+mod scenarios;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,13 +53,6 @@ fn boots(log: &[Received], eid: &str) -> Vec<usp::notify::Event> {
     log.iter()
         .filter(|r| r.from == eid)
         .filter_map(|r| r.event("Boot!").cloned())
-        .collect()
-}
-
-fn values(log: &[Received], eid: &str, path: &str) -> Vec<i64> {
-    log.iter()
-        .filter(|r| r.from == eid)
-        .filter_map(|r| r.value(path)?.parse().ok())
         .collect()
 }
 
