@@ -20,6 +20,8 @@ pub struct AppConfig {
     pub rules: uspwatch_rules::RulesConfig,
     /// HTTP API, health and metrics.
     pub http: HttpConfig,
+    /// Commands from remediation jobs over Kafka.
+    pub command_requests: crate::command_requests::CommandRequestsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -150,9 +152,10 @@ pub fn load_from(text: Option<&str>, env: &[(String, String)]) -> Result<AppConf
             "rules" => value.try_into().map(|v| config.rules = v),
             "http" => value.try_into().map(|v| config.http = v),
             "log" => value.try_into().map(|v| config.log = v),
+            "command_requests" => value.try_into().map(|v| config.command_requests = v),
             _ => {
                 errors.push(format!(
-                    "unknown section [{section}] (expected broker, pipeline, rules, http, log)"
+                    "unknown section [{section}] (expected broker, pipeline, rules, http, log, command_requests)"
                 ));
                 continue;
             }
@@ -186,6 +189,7 @@ pub fn validate(config: &AppConfig) -> Vec<String> {
     if let Err(e) = config.rules.validate() {
         errors.push(format!("[rules] {e}"));
     }
+    errors.extend(tag("command_requests", config.command_requests.validate()));
     if config.http.tokens.iter().any(|t| t.len() < 16) {
         errors.push("[http] tokens must be at least 16 characters".into());
     }

@@ -133,6 +133,15 @@ impl Gateway {
         spawn_rule_outputs(&rules, &pipeline, shutdown.clone());
         spawn_device_sync(&rules, &pipeline, shutdown.clone());
         tokio::spawn(rules.clone().run(shutdown.clone()));
+        if let Some(k) = &config.pipeline.kafka {
+            crate::command_requests::spawn(
+                &config.command_requests,
+                &k.brokers,
+                pipeline.clone(),
+                shutdown.clone(),
+            )
+            .context("starting the command-request consumer")?;
+        }
 
         for (kind, addr) in broker.local_addrs() {
             info!(listener = ?kind, %addr, "MQTT listener ready");

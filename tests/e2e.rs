@@ -356,6 +356,8 @@ async fn fleet_to_kafka_to_rules_to_commands() {
     run_scenarios(&sys).await;
     let sent = acknowledged_notifies(&sys.fleet).await;
     assert!(!sent.is_empty());
+    // The fleet stops so the topic goes quiet and the reader knows it has seen everything.
+    sys.fleet.stop().await;
     let topic = uspwatch_pipeline::KafkaConfig::default().topics.events;
     let stored: Vec<String> = tokio::task::spawn_blocking(move || read_topic(&bootstrap, &topic))
         .await
@@ -364,6 +366,5 @@ async fn fleet_to_kafka_to_rules_to_commands() {
         .map(|v| event_id(v))
         .collect();
     assert_exactly_once(&sent, &stored);
-    sys.fleet.stop().await;
     sys.shutdown.cancel();
 }

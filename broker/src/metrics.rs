@@ -26,7 +26,22 @@ pub const BULK_DATA: &str = "uspwatch_broker_bulk_data_total";
 pub const ACL_DENIED: &str = "uspwatch_broker_acl_denied_total";
 
 /// Registers the description of every metric above with the installed recorder.
+/// Registers descriptions and creates every bounded series at zero, so dashboards and
+/// `rate()` see a series before the first event of its kind.
 pub fn describe() {
+    for version in ["5", "3.1.1"] {
+        for transport in ["tcp", "tls"] {
+            metrics::gauge!(CONNECTIONS, "mqtt_version" => version, "transport" => transport)
+                .increment(0.0);
+        }
+    }
+    for reason in uspwatch_proto::Reason::ALL {
+        metrics::counter!(RECORDS_REJECTED, "reason" => reason.as_str()).increment(0);
+    }
+    for op in ["publish", "subscribe"] {
+        metrics::counter!(ACL_DENIED, "op" => op).increment(0);
+    }
+    metrics::counter!(BULK_DATA).increment(0);
     describe_gauge!(CONNECTIONS, "Client connections currently established.");
     describe_counter!(
         CONNECTS,
