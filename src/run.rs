@@ -34,7 +34,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!("shutting down");
     shutdown.cancel();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Anything not yet durable stays unacknowledged, so devices resend it after a restart.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), gw.pipeline.join())
+        .await
+        .is_err()
+    {
+        tracing::warn!("pipeline did not stop within 10s");
+    }
     Ok(())
 }
 
