@@ -46,3 +46,8 @@ pub use model::{
     Matcher, NewSilence, Output, RuleStatus, Silence, VerifyOutcome,
 };
 pub use rule::RuleLoadError;
+
+/// The built-in rule pack as (file name, TOML text), e.g. for tools that derive variants of it.
+pub fn default_pack() -> impl Iterator<Item = (&'static str, &'static str)> {
+    rule::PACK.iter().copied()
+}
