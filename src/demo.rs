@@ -22,7 +22,7 @@ use uspwatch::gateway::Gateway;
 /// Faults the demo injects when none are given: three detectable faults, two of them fixable
 /// by the default rules' actions, all starting within the first half minute.
 pub const DEFAULT_DEMO_FAULTS: &str =
-    "wifi_interference:0.05@15s,reboot_loop:0.02@5s,silent:0.03@10s,memory_leak:0.03@10s,overheating:0.02@20s";
+    "wifi_interference:0.05@5s,reboot_loop:0.02@2s,silent:0.03@20s,memory_leak:0.03@10s,overheating:0.02@10s";
 
 /// Arguments of `uspwatch demo`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +52,11 @@ pub struct DemoArgs {
     /// Where the embedded event log is written (default: a temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Divide the built-in rules' timers (every, for, keep_firing_for, cooldown,
+    /// verify_after) by this factor, in step with the simulated devices reporting every few
+    /// seconds; 1 keeps production timings.
+    #[arg(long, default_value_t = 5)]
+    time_scale: u32,
     /// Optional configuration file layered under the demo's own settings.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -143,6 +148,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     demo_config(&mut cfg, &args, &data_dir);
+    if args.time_scale > 1 && cfg.rules.default_pack {
+        let rules_dir = data_dir.join("rules");
+        std::fs::create_dir_all(&rules_dir)?;
+        uspwatch::timescale::write_scaled_pack(&rules_dir, args.time_scale)?;
+        cfg.rules.default_pack = false;
+        cfg.rules.dirs.push(rules_dir);
+    }
     let shutdown = CancellationToken::new();
     let gw = Arc::new(Gateway::start(cfg, shutdown.clone()).await?);
     let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone()).await?;
@@ -161,8 +173,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             faults: parse_faults(&args.faults)?,
             seed: args.seed,
             controller_eid: gw.config.pipeline.controller.endpoint_id.clone(),
-            periodic_interval: Duration::from_secs(10),
-            sample_interval: Duration::from_secs(5),
+            periodic_interval: Duration::from_secs(5),
+            sample_interval: Duration::from_secs(2),
             notify_retry_min_wait: Duration::from_secs(2),
             ..FleetConfig::default()
         },

@@ -7,6 +7,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod telemetry;
+pub mod timescale;
 
 pub use config::AppConfig;
 pub use gateway::Gateway;

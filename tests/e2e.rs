@@ -1,12 +1,11 @@
 //! Whole-system tests: simulated agents over loopback MQTT → broker plugin → controller →
 //! event sink (embedded log or librdkafka's mock Kafka cluster) → rules → commands → agents.
 //!
-//! The default rule pack runs with its evaluation and verification delays shortened (the
-//! rule files are copied and only their `every` / `verify_after` / `for` values rewritten), so
-//! a fault's whole life — detection, command, verification, resolution — fits in a test.
+//! The default rule pack runs with its timers divided by ten (`uspwatch::timescale`), in step
+//! with the simulated devices reporting every second, so a fault's whole life — detection,
+//! command, verification, resolution — fits in a test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,33 +20,6 @@ use uspwatch_sim::{FaultSpec, Fleet, FleetConfig, MqttMode, Scenario};
 const AGENTS: usize = 50;
 const DEADLINE: Duration = Duration::from_secs(180);
 
-/// Copies the default pack with shorter timings.
-fn fast_rules(dir: &Path) {
-    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/pack");
-    for entry in std::fs::read_dir(&pack).expect("rules/pack") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("rule file");
-        let fast: String = text
-            .lines()
-            .map(|l| {
-                let key = l.split('=').next().unwrap_or("").trim();
-                match key {
-                    "every" => "every = \"1s\"".to_string(),
-                    "verify_after" => "verify_after = \"4s\"".to_string(),
-                    "for" => "for = \"2s\"".to_string(),
-                    "keep_firing_for" => "keep_firing_for = \"0s\"".to_string(),
-                    _ => l.to_string(),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(dir.join(path.file_name().expect("name")), fast).expect("write rule");
-    }
-}
-
 struct System {
     gw: Arc<Gateway>,
     fleet: Fleet,
@@ -59,7 +31,7 @@ struct System {
 async fn start(kafka: Option<String>) -> System {
     let data = tempfile::tempdir().expect("tempdir");
     let rules_dir = tempfile::tempdir().expect("tempdir");
-    fast_rules(rules_dir.path());
+    uspwatch::timescale::write_scaled_pack(rules_dir.path(), 10).expect("scaled pack");
     let mut cfg = AppConfig::default();
     cfg.broker.listeners.v5 = Some("127.0.0.1:0".parse().expect("addr"));
     cfg.broker.listeners.v311 = Some("127.0.0.1:0".parse().expect("addr"));
