@@ -23,8 +23,18 @@ const CONTROLLER: &str = "self::uspwatch";
 /// User + system CPU seconds of this process (Linux `/proc/self/stat`, 100 ticks/s).
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (tick(11) + tick(12)) / 100.0
 }
 
@@ -56,7 +66,9 @@ async fn controller(addr: std::net::SocketAddr) {
             else {
                 continue;
             };
-            let Some(request::ReqType::Notify(n)) = &r.req_type else { continue };
+            let Some(request::ReqType::Notify(n)) = &r.req_type else {
+                continue;
+            };
             if !n.send_resp {
                 continue;
             }
@@ -93,7 +105,9 @@ async fn main() {
         ..Default::default()
     };
     let started = Instant::now();
-    let fleet = Fleet::start(cfg, CancellationToken::new()).await.expect("fleet");
+    let fleet = Fleet::start(cfg, CancellationToken::new())
+        .await
+        .expect("fleet");
     fleet
         .wait_all_connected(Duration::from_secs(120))
         .await

@@ -258,3 +258,24 @@ pub(crate) fn reply_of(topic: &str, response_topic: Option<String>) -> Option<St
         .filter(|t| !t.is_empty())
         .or_else(|| mqtt::split_reply_to(topic).ok().flatten().map(|(_, r)| r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_topic_from_property_or_suffix() {
+        let t = "usp/agent/os::00256D-SIM000001";
+        assert_eq!(
+            reply_of(t, Some("usp/controller/c".into())).as_deref(),
+            Some("usp/controller/c")
+        );
+        let suffixed = mqtt::with_reply_to(t, "usp/controller/self::uspwatch");
+        assert_eq!(
+            reply_of(&suffixed, None).as_deref(),
+            Some("usp/controller/self::uspwatch")
+        );
+        assert_eq!(reply_of(t, None), None);
+        assert_eq!(reply_of(t, Some(String::new())), None);
+    }
+}
