@@ -162,29 +162,12 @@ fn compose_uspwatch_config_path(c: &Compose) -> PathBuf {
     host_path(mount.source)
 }
 
-fn compose_uspwatch_config(c: &Compose) -> toml::Table {
+/// The gateway's effective configuration in compose: the mounted file over the built-in
+/// defaults, through the binary's own loader (no environment overlay).
+fn compose_uspwatch_config(c: &Compose) -> uspwatch::AppConfig {
     let p = compose_uspwatch_config_path(c);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    text.parse()
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn toml_at<'a>(t: &'a toml::Table, path: &str) -> &'a toml::Value {
-    let mut parts = path.split('.');
-    let first = parts.next().expect("path");
-    let mut v = t
-        .get(first)
-        .unwrap_or_else(|| panic!("config has no {path}"));
-    for p in parts {
-        v = v.get(p).unwrap_or_else(|| panic!("config has no {path}"));
-    }
-    v
-}
-
-fn toml_str<'a>(t: &'a toml::Table, path: &str) -> &'a str {
-    toml_at(t, path)
-        .as_str()
-        .unwrap_or_else(|| panic!("{path} is not a string"))
+    uspwatch::config::load_from(Some(&text), &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn port_of(addr: &str) -> u16 {
@@ -325,9 +308,10 @@ fn compose_files_agree_on_ports_hosts_and_topics() {
     let cfg = compose_uspwatch_config(&c);
     let gw = service(&c, "uspwatch");
 
-    let v5 = port_of(toml_str(&cfg, "broker.listeners.v5"));
-    let v311 = port_of(toml_str(&cfg, "broker.listeners.v311"));
-    let http = port_of(toml_str(&cfg, "http.listen"));
+    let listeners = &cfg.broker.listeners;
+    let v5 = listeners.v5.expect("an MQTT 5 listener").port();
+    let v311 = listeners.v311.expect("an MQTT 3.1.1 listener").port();
+    let http = cfg.http.listen.port();
     let published = gw.container_ports();
     for p in [v5, v311, http] {
         assert!(
@@ -348,39 +332,55 @@ fn compose_files_agree_on_ports_hosts_and_topics() {
     );
 
     // Kafka: the gateway's bootstrap address is the broker's advertised in-network listener,
-    // and every topic it writes is created up front (auto-creation is off).
+    // and every topic it uses is created up front (auto-creation is off).
     let kafka = service(&c, "kafka");
     assert_eq!(
         kafka.environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"],
         "false"
     );
-    let brokers = toml_str(&cfg, "pipeline.kafka.brokers");
+    let kcfg = cfg
+        .pipeline
+        .kafka
+        .as_ref()
+        .expect("compose runs uspwatch with [pipeline.kafka]");
     assert!(
-        kafka.environment["KAFKA_ADVERTISED_LISTENERS"].contains(&format!("://{brokers}")),
-        "pipeline.kafka.brokers {brokers} is not advertised by the kafka service"
+        kafka.environment["KAFKA_ADVERTISED_LISTENERS"].contains(&format!("://{}", kcfg.brokers)),
+        "pipeline.kafka.brokers {} is not advertised by the kafka service",
+        kcfg.brokers
     );
     let init = service(&c, "kafka-init");
     assert!(
         init.dependencies().contains(&"kafka".to_string()),
         "kafka-init waits for kafka"
     );
-    assert!(gw.dependencies().contains(&"kafka".to_string()));
+    assert!(gw.dependencies().contains(&"kafka-init".to_string()));
     let script = init.command_args().join("\n");
-    let topics = toml_at(&cfg, "pipeline.kafka.topics")
-        .as_table()
-        .expect("[pipeline.kafka.topics] lists the topics");
-    assert_eq!(topics.len(), 5, "{topics:?}");
-    for (role, t) in topics {
-        let t = t.as_str().expect("topic name");
+    assert!(script.contains("kafka-topics.sh") && script.contains("--create"));
+    let t = &kcfg.topics;
+    for topic in [
+        &t.events,
+        &t.presence,
+        &t.quarantine,
+        &t.commands,
+        &t.alerts,
+        &cfg.command_requests.topic,
+    ] {
         assert!(
-            script.contains(t) && script.contains("kafka-topics.sh"),
-            "kafka-init does not create {role} topic {t}"
+            script
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(';') == topic.as_str()),
+            "kafka-init does not create {topic}"
         );
     }
 
     // Alertmanager: the rule engine pushes to the alertmanager service.
     let am = service(&c, "alertmanager");
-    let am_url = toml_str(&cfg, "rules.alertmanager.url");
+    let am_url = &cfg
+        .rules
+        .alertmanager
+        .as_ref()
+        .expect("compose runs uspwatch with [rules.alertmanager]")
+        .url;
     assert_eq!(am_url, "http://alertmanager:9093");
     assert!(am.container_ports().contains(&port_of(am_url)));
 
