@@ -501,6 +501,23 @@ mod tests {
     }
 
     #[test]
+    fn serde_shape() {
+        let c = FleetConfig {
+            faults: FaultSpec::parse_list("silent:0.5@30s").unwrap(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["periodic_interval"], "10s");
+        assert_eq!(v["mqtt"], "mixed");
+        assert_eq!(v["faults"][0], "silent:0.5@30s");
+        assert_eq!(serde_json::from_value::<FleetConfig>(v).unwrap(), c);
+        let partial: FleetConfig =
+            serde_json::from_value(serde_json::json!({"agents": 3, "mqtt": "3.1.1"})).unwrap();
+        assert_eq!((partial.agents, partial.mqtt), (3, MqttMode::V311));
+        assert!(serde_json::from_value::<FleetConfig>(serde_json::json!({"agentz": 3})).is_err());
+    }
+
+    #[test]
     fn password_is_redacted() {
         let c = FleetConfig {
             username: Some("u".into()),

@@ -705,3 +705,70 @@ fn periodic_event_follows_the_interval() {
     assert_eq!(at[1] - at[0], 10 * S);
     assert_eq!(at[2] - at[1], 10 * S);
 }
+
+#[test]
+fn periodic_interval_set_by_the_controller_and_instances() {
+    let mut h = agent(1, &[]);
+    let outs = h.connect(Duration::ZERO);
+    h.ack_all(Duration::ZERO, &outs);
+    let set = builder::set(
+        "s",
+        false,
+        &[ObjectSettings {
+            obj_path: "Device.LocalAgent.Controller.1.".into(),
+            params: vec![("PeriodicNotifInterval".into(), "2".into(), true)],
+        }],
+    );
+    assert!(matches!(
+        response(&h.request(S, &set)),
+        response::RespType::SetResp(_)
+    ));
+    assert_eq!(h.a.next_periodic, h.t0 + 3 * S);
+    let gi = builder::get_instances("i", &["Device.LocalAgent.Subscription."], true);
+    let response::RespType::GetInstancesResp(r) = response(&h.request(S, &gi)) else {
+        panic!()
+    };
+    let ids: Vec<_> = r.req_path_results[0]
+        .curr_insts
+        .iter()
+        .map(|i| i.unique_keys["ID"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "uspwatch-vc",
+            "uspwatch-boot",
+            "uspwatch-periodic",
+            "uspwatch-oper"
+        ]
+    );
+    let gsp = builder::get_supported_protocol("p", "1.4");
+    assert!(matches!(
+        response(&h.request(S, &gsp)),
+        response::RespType::GetSupportedProtocolResp(r) if r.agent_supported_protocol_versions.contains("1.4")
+    ));
+    let ro = builder::set(
+        "s2",
+        true,
+        &[ObjectSettings {
+            obj_path: "Device.DeviceInfo.".into(),
+            params: vec![("SoftwareVersion".into(), "9".into(), false)],
+        }],
+    );
+    let response::RespType::SetResp(r) = response(&h.request(S, &ro)) else {
+        panic!()
+    };
+    use usp::set_resp::updated_object_result::operation_status::OperStatus;
+    let Some(OperStatus::OperSuccess(ok)) = r.updated_obj_results[0]
+        .oper_status
+        .as_ref()
+        .and_then(|s| s.oper_status.clone())
+    else {
+        panic!()
+    };
+    assert_eq!(ok.updated_inst_results[0].param_errs[0].err_code, 7013);
+    assert_eq!(
+        h.a.tree.get("Device.DeviceInfo.SoftwareVersion"),
+        Some("1.4.2")
+    );
+}
