@@ -137,7 +137,13 @@ async fn execute(pipeline: &Pipeline, key: String, parsed: Result<CommandRequest
     };
     let origin = format!("kafka:{}", req.request_id);
     if let Err(e) = req.command.validate() {
-        reject(pipeline, &req.endpoint_id, Some(&req.request_id), &e.to_string()).await;
+        reject(
+            pipeline,
+            &req.endpoint_id,
+            Some(&req.request_id),
+            &e.to_string(),
+        )
+        .await;
         return;
     }
     // The controller records `sent` and `outcome` on the commands topic itself.

@@ -142,7 +142,10 @@ pub fn load_from(text: Option<&str>, env: &[(String, String)]) -> Result<AppConf
         let value = toml::Value::Table(match value {
             toml::Value::Table(t) => t,
             other => {
-                errors.push(format!("[{section}] must be a table, found {}", other.type_str()));
+                errors.push(format!(
+                    "[{section}] must be a table, found {}",
+                    other.type_str()
+                ));
                 continue;
             }
         });

@@ -21,8 +21,7 @@ use uspwatch::gateway::Gateway;
 
 /// Faults the demo injects when none are given: three detectable faults, two of them fixable
 /// by the default rules' actions, all starting within the first half minute.
-pub const DEFAULT_DEMO_FAULTS: &str =
-    "wifi_interference:0.05@5s,reboot_loop:0.02@2s,silent:0.03@20s,memory_leak:0.03@10s,overheating:0.02@10s";
+pub const DEFAULT_DEMO_FAULTS: &str = "wifi_interference:0.05@5s,reboot_loop:0.02@2s,silent:0.03@20s,memory_leak:0.03@10s,overheating:0.02@10s";
 
 /// Arguments of `uspwatch demo`.
 #[derive(Debug, clap::Args)]
@@ -96,7 +95,10 @@ fn parse_faults(s: &str) -> anyhow::Result<Vec<FaultSpec>> {
     s.split(',')
         .map(str::trim)
         .filter(|f| !f.is_empty())
-        .map(|f| f.parse::<FaultSpec>().map_err(|e| anyhow::anyhow!("fault {f:?}: {e}")))
+        .map(|f| {
+            f.parse::<FaultSpec>()
+                .map_err(|e| anyhow::anyhow!("fault {f:?}: {e}"))
+        })
         .collect()
 }
 
@@ -160,8 +162,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone()).await?;
     let v5 = listener(&gw, ListenerKind::V5).context("no MQTT 5 listener")?;
     let v311 = listener(&gw, ListenerKind::V4);
-    println!("uspwatch demo: MQTT 5 on {v5}{}, HTTP on http://{http}/ (API under /api/v1, metrics at /metrics)",
-        v311.map(|a| format!(", MQTT 3.1.1 on {a}")).unwrap_or_default());
+    println!(
+        "uspwatch demo: MQTT 5 on {v5}{}, HTTP on http://{http}/ (API under /api/v1, metrics at /metrics)",
+        v311.map(|a| format!(", MQTT 3.1.1 on {a}"))
+            .unwrap_or_default()
+    );
     println!("{} simulated agents, faults: {}", args.agents, args.faults);
 
     let fleet = Fleet::start(
@@ -212,7 +217,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 fn demo_config(cfg: &mut AppConfig, args: &DemoArgs, data_dir: &std::path::Path) {
     let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
     cfg.broker.listeners.v5 = Some(local(args.mqtt_port));
-    cfg.broker.listeners.v311 = Some(local(if args.mqtt_port == 0 { 0 } else { args.mqtt_port + 1 }));
+    cfg.broker.listeners.v311 = Some(local(if args.mqtt_port == 0 {
+        0
+    } else {
+        args.mqtt_port + 1
+    }));
     // Simulated agents carry no credentials; they are bound by their usp-endpoint-id/client id.
     cfg.broker.allow_anonymous = true;
     cfg.pipeline.log.dir = data_dir.join("events");
@@ -341,8 +350,16 @@ impl Console {
             for l in &lines {
                 let _ = writeln!(out, "\x1b[2K{l}");
             }
-        } else if secs % 10 == 0 {
-            let _ = writeln!(out, "{}", lines[1..].iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | "));
+        } else if secs.is_multiple_of(10) {
+            let _ = writeln!(
+                out,
+                "{}",
+                lines[1..]
+                    .iter()
+                    .map(|l| l.trim())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
         }
         let _ = out.flush();
     }

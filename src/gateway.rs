@@ -82,7 +82,10 @@ impl Gateway {
             config.pipeline.controller.controller_prefix, controller_eid
         );
         let (publisher, mut deliveries) = broker
-            .local_link(&controller_eid, &[own_topic.clone(), format!("{own_topic}/#")])
+            .local_link(
+                &controller_eid,
+                &[own_topic.clone(), format!("{own_topic}/#")],
+            )
             .context("attaching the controller to the broker")?;
         let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
         let pipeline = Arc::new(

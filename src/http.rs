@@ -72,7 +72,11 @@ fn router(state: AppState) -> Router {
         .route("/silences/{id}", delete(expire_silence))
         .route("/rules", get(rules))
         .fallback(|| async {
-            ApiError(StatusCode::NOT_FOUND, "not_found", "no such API route".into())
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such API route".into(),
+            )
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -116,7 +120,8 @@ async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next:
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = tokens.is_empty() || presented.is_some_and(|p| tokens.iter().any(|t| ct_eq(t, p)));
+    let allowed =
+        tokens.is_empty() || presented.is_some_and(|p| tokens.iter().any(|t| ct_eq(t, p)));
     let resp = if allowed {
         next.run(req).await
     } else {
@@ -126,8 +131,10 @@ async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next:
             "a valid bearer token is required".into(),
         )
         .into_response();
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("static header"),
+        );
         r
     };
     let status = resp.status().as_u16().to_string();
@@ -138,7 +145,11 @@ async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next:
 
 /// Compares tokens without an early exit, so response time does not leak a prefix match.
 fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
@@ -155,7 +166,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
 async fn metrics_text(State(s): State<AppState>) -> Response {
     s.metrics.run_upkeep();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
@@ -174,13 +188,20 @@ struct DeviceQuery {
     per_page: Option<usize>,
 }
 
-async fn list_devices(State(s): State<AppState>, q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+async fn list_devices(
+    State(s): State<AppState>,
+    q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let mut wanted = BTreeMap::new();
     if let Some(l) = &q.label {
         for pair in l.split(',') {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
-                ApiError(StatusCode::BAD_REQUEST, "bad_query", format!("label {pair:?} is not key=value"))
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("label {pair:?} is not key=value"),
+                )
             })?;
             wanted.insert(k.to_string(), v.to_string());
         }
@@ -196,23 +217,26 @@ async fn list_devices(State(s): State<AppState>, q: Result<Query<DeviceQuery>, a
         ));
     }
     let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
-    let mut devices: Vec<_> = s
-        .gw
-        .pipeline
-        .inventory()
-        .snapshot()
-        .into_iter()
-        .filter(|d| match state {
-            Some("online") => d.online,
-            Some("offline") => !d.online,
-            Some("stale") => d.stale,
-            _ => true,
-        })
-        .filter(|d| wanted.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
-        .collect();
+    let mut devices: Vec<_> =
+        s.gw.pipeline
+            .inventory()
+            .snapshot()
+            .into_iter()
+            .filter(|d| match state {
+                Some("online") => d.online,
+                Some("offline") => !d.online,
+                Some("stale") => d.stale,
+                _ => true,
+            })
+            .filter(|d| wanted.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
+            .collect();
     devices.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
     let total = devices.len();
-    let page: Vec<_> = devices.into_iter().skip(q.page * per_page).take(per_page).collect();
+    let page: Vec<_> = devices
+        .into_iter()
+        .skip(q.page * per_page)
+        .take(per_page)
+        .collect();
     ok(json!({"total": total, "page": q.page, "per_page": per_page, "devices": page}))
 }
 
@@ -248,7 +272,11 @@ async fn command(State(s): State<AppState>, Path(eid): Path<String>, body: Bytes
             "timeout",
             format!("no answer from {eid} within {timeout:?}"),
         )),
-        Ok(Err(e)) => Err(ApiError(StatusCode::BAD_GATEWAY, "command_failed", e.to_string())),
+        Ok(Err(e)) => Err(ApiError(
+            StatusCode::BAD_GATEWAY,
+            "command_failed",
+            e.to_string(),
+        )),
         Ok(Ok(r)) => ok(r),
     }
 }
@@ -264,17 +292,15 @@ async fn silences(State(s): State<AppState>) -> ApiResult {
 async fn add_silence(State(s): State<AppState>, body: Bytes) -> ApiResult {
     let new: uspwatch_rules::NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
-    let created = s
-        .gw
-        .rules
-        .add_silence(new)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_silence", e.to_string()))?;
+    let created =
+        s.gw.rules
+            .add_silence(new)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_silence", e.to_string()))?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 async fn expire_silence(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.gw
-        .rules
+    s.gw.rules
         .expire_silence(&id)
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, "unknown_silence", e.to_string()))?;
     ok(json!({"expired": id}))
@@ -283,4 +309,3 @@ async fn expire_silence(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 async fn rules(State(s): State<AppState>) -> ApiResult {
     ok(json!({"rules": s.gw.rules.rules(), "load_errors": s.gw.rule_load_errors}))
 }
-

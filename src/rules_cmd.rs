@@ -55,7 +55,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;
     let report = uspwatch_rules::replay::replay(&cfg, &args.events, |done, total| {
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         if pct != last_pct && tty {
             last_pct = pct;
             let bar = "#".repeat((pct / 5) as usize);

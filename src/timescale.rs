@@ -27,7 +27,10 @@ fn scale_keys(table: &mut toml::Table, keys: &[&str], factor: u32) -> anyhow::Re
         if let Some(toml::Value::String(s)) = table.get_mut(*key) {
             let d = humantime::parse_duration(s).with_context(|| format!("{key} = {s:?}"))?;
             let scaled = d / factor.max(1);
-            *s = format!("{}ms", scaled.as_millis().max(u128::from(scaled > Duration::ZERO)));
+            *s = format!(
+                "{}ms",
+                scaled.as_millis().max(u128::from(scaled > Duration::ZERO))
+            );
         }
     }
     Ok(())

@@ -36,7 +36,11 @@ async fn auth_errors_inventory_and_commands() {
     assert!(r.text().await.expect("text").contains("uspwatch_up"));
 
     // Missing and wrong tokens.
-    let r = c.get(t.url("/api/v1/devices")).send().await.expect("devices");
+    let r = c
+        .get(t.url("/api/v1/devices"))
+        .send()
+        .await
+        .expect("devices");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(r).await, "unauthorized");
     let r = c
@@ -90,7 +94,12 @@ async fn auth_errors_inventory_and_commands() {
 
     // Commands: malformed bodies, unknown devices, then a real round trip.
     let cmd_url = t.url(&format!("/api/v1/devices/{eid}/commands"));
-    for bad in ["{", "[]", r#"{"type":"explode"}"#, r#"{"type":"get","paths":[]}"#] {
+    for bad in [
+        "{",
+        "[]",
+        r#"{"type":"explode"}"#,
+        r#"{"type":"get","paths":[]}"#,
+    ] {
         let r = auth(c.post(&cmd_url))
             .body(bad)
             .header("content-type", "application/json")
@@ -143,7 +152,10 @@ async fn auth_errors_inventory_and_commands() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.expect("json");
     let id = created["id"].as_str().expect("silence id").to_string();
-    let r = auth(c.get(t.url("/api/v1/silences"))).send().await.expect("silences");
+    let r = auth(c.get(t.url("/api/v1/silences")))
+        .send()
+        .await
+        .expect("silences");
     let listed: Value = r.json().await.expect("json");
     assert!(listed.to_string().contains(&id), "{listed}");
     let r = auth(c.delete(t.url(&format!("/api/v1/silences/{id}"))))
@@ -156,13 +168,25 @@ async fn auth_errors_inventory_and_commands() {
         .await
         .expect("expire unknown");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = auth(c.get(t.url("/api/v1/rules"))).send().await.expect("rules");
+    let r = auth(c.get(t.url("/api/v1/rules")))
+        .send()
+        .await
+        .expect("rules");
     assert_eq!(r.status(), StatusCode::OK);
     let rules: Value = r.json().await.expect("json");
-    assert!(rules["rules"].as_array().is_some_and(|a| a.len() >= 10), "{rules}");
-    let r = auth(c.get(t.url("/api/v1/alerts"))).send().await.expect("alerts");
+    assert!(
+        rules["rules"].as_array().is_some_and(|a| a.len() >= 10),
+        "{rules}"
+    );
+    let r = auth(c.get(t.url("/api/v1/alerts")))
+        .send()
+        .await
+        .expect("alerts");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = auth(c.get(t.url("/api/v1/nothing-here"))).send().await.expect("404");
+    let r = auth(c.get(t.url("/api/v1/nothing-here")))
+        .send()
+        .await
+        .expect("404");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "not_found");
     fleet.stop().await;

@@ -1,7 +1,6 @@
 //! Remediation jobs submit commands over Kafka (librdkafka's mock cluster): a request reaches
 //! the device and its outcome appears on the commands topic; a malformed one is rejected there.
 
-
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -39,20 +38,26 @@ async fn kafka_command_requests_reach_devices() {
     cluster
         .create_topic("usp.command-requests.v1", 1, 1)
         .expect("topic");
-    cluster.create_topic("usp.commands.v1", 1, 1).expect("topic");
+    cluster
+        .create_topic("usp.commands.v1", 1, 1)
+        .expect("topic");
     let data = tempfile::tempdir().expect("tempdir");
     let mut cfg = AppConfig::default();
     cfg.broker.listeners.v5 = Some("127.0.0.1:0".parse().expect("addr"));
     cfg.broker.listeners.v311 = None;
     cfg.broker.allow_anonymous = true;
     cfg.pipeline.log.dir = data.path().join("events");
-    let mut k = uspwatch_pipeline::KafkaConfig::default();
-    k.brokers = bootstrap.clone();
+    let k = uspwatch_pipeline::KafkaConfig {
+        brokers: bootstrap.clone(),
+        ..Default::default()
+    };
     let commands_topic = k.topics.commands.clone();
     cfg.pipeline.kafka = Some(k);
     cfg.command_requests.group_id = "uspwatch-test".into();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let gw = Gateway::start(cfg, shutdown.clone()).await.expect("gateway");
+    let gw = Gateway::start(cfg, shutdown.clone())
+        .await
+        .expect("gateway");
     let v5 = gw.broker.local_addrs()[0].1.to_string();
     let fleet = uspwatch_sim::Fleet::start(
         uspwatch_sim::FleetConfig {
@@ -106,7 +111,10 @@ async fn kafka_command_requests_reach_devices() {
         if got_it() {
             break;
         }
-        assert!(Instant::now() < deadline, "the device never got the command");
+        assert!(
+            Instant::now() < deadline,
+            "the device never got the command"
+        );
     }
     producer
         .send(

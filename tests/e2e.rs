@@ -38,9 +38,10 @@ async fn start(kafka: Option<String>) -> System {
     cfg.broker.allow_anonymous = true;
     cfg.pipeline.log.dir = data.path().join("events");
     if let Some(brokers) = kafka {
-        let mut k = uspwatch_pipeline::KafkaConfig::default();
-        k.brokers = brokers;
-        cfg.pipeline.kafka = Some(k);
+        cfg.pipeline.kafka = Some(uspwatch_pipeline::KafkaConfig {
+            brokers,
+            ..Default::default()
+        });
     }
     cfg.rules.default_pack = false;
     cfg.rules.dirs = vec![rules_dir.path().to_path_buf()];
@@ -48,7 +49,11 @@ async fn start(kafka: Option<String>) -> System {
     assert!(errors.is_empty(), "{errors:?}");
 
     let shutdown = CancellationToken::new();
-    let gw = Arc::new(Gateway::start(cfg, shutdown.clone()).await.expect("gateway"));
+    let gw = Arc::new(
+        Gateway::start(cfg, shutdown.clone())
+            .await
+            .expect("gateway"),
+    );
     assert!(gw.rule_load_errors.is_empty(), "{:?}", gw.rule_load_errors);
     let outputs = Arc::new(Mutex::new(Vec::new()));
     let mut rx = gw.rules.subscribe();
@@ -113,7 +118,12 @@ fn seen(outputs: &[Output]) -> BTreeMap<(String, String), Seen> {
     for o in outputs {
         match o {
             Output::Alert(c) => {
-                let eid = c.alert.labels.get("endpoint_id").cloned().unwrap_or_default();
+                let eid = c
+                    .alert
+                    .labels
+                    .get("endpoint_id")
+                    .cloned()
+                    .unwrap_or_default();
                 let s = m.entry((c.alert.rule.clone(), eid)).or_default();
                 match c.alert.state {
                     AlertState::Firing => s.fired = true,
@@ -143,7 +153,12 @@ const EXPECTATIONS: [(Scenario, &str, &str, bool); 3] = [
         "Device.WiFi.Radio.1.Channel",
         true,
     ),
-    (Scenario::RebootLoop, "reboot_loop", "Device.SelfTestDiagnostics()", false),
+    (
+        Scenario::RebootLoop,
+        "reboot_loop",
+        "Device.SelfTestDiagnostics()",
+        false,
+    ),
     (Scenario::Silent, "device_silent", "Device.Reboot()", true),
 ];
 
@@ -153,7 +168,10 @@ fn unmet(sys: &System) -> Vec<String> {
     let mut missing = Vec::new();
     for (scenario, rule, _, fixable) in EXPECTATIONS {
         for eid in sys.fleet.faulty(scenario) {
-            let s = seen.get(&(rule.to_string(), eid.clone())).cloned().unwrap_or_default();
+            let s = seen
+                .get(&(rule.to_string(), eid.clone()))
+                .cloned()
+                .unwrap_or_default();
             if !s.fired {
                 missing.push(format!("{rule} not fired for {eid}"));
             }
@@ -175,7 +193,10 @@ async fn run_scenarios(sys: &System) {
         if missing.is_empty() {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "after {DEADLINE:?}: {missing:#?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after {DEADLINE:?}: {missing:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Commands reached the faulty agents, and only them.
@@ -200,13 +221,20 @@ async fn run_scenarios(sys: &System) {
         .filter_map(|eid| agents.iter().find(|a| a.eid == eid))
         .map(|a| format!("{:?}", a.mqtt))
         .collect();
-    assert_eq!(versions.len(), 2, "faulty agents all spoke one MQTT version: {versions:?}");
+    assert_eq!(
+        versions.len(),
+        2,
+        "faulty agents all spoke one MQTT version: {versions:?}"
+    );
     let healthy: Vec<_> = agents
         .iter()
         .filter(|a| a.faults.is_empty() && a.commands.iter().any(|c| c.kind != "get"))
         .map(|a| (&a.eid, &a.commands))
         .collect();
-    assert!(healthy.is_empty(), "healthy agents were commanded: {healthy:?}");
+    assert!(
+        healthy.is_empty(),
+        "healthy agents were commanded: {healthy:?}"
+    );
 }
 
 /// Takes every Notify with send_resp=true sent so far and waits until each has been
@@ -249,8 +277,16 @@ fn assert_exactly_once(sent: &[String], stored: &[String]) {
     }
     let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "stored more than once: {dup:?}");
-    let missing: Vec<_> = sent.iter().filter(|id| !counts.contains_key(id.as_str())).collect();
-    assert!(missing.is_empty(), "{} of {} never stored: {missing:?}", missing.len(), sent.len());
+    let missing: Vec<_> = sent
+        .iter()
+        .filter(|id| !counts.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} never stored: {missing:?}",
+        missing.len(),
+        sent.len()
+    );
 }
 
 fn event_id(value: &[u8]) -> String {

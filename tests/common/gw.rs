@@ -30,7 +30,11 @@ impl TestGateway {
         cfg.http.tokens = tokens.iter().map(|t| t.to_string()).collect();
         cfg.http.command_timeout = Duration::from_secs(10);
         let shutdown = CancellationToken::new();
-        let gw = Arc::new(Gateway::start(cfg, shutdown.clone()).await.expect("gateway"));
+        let gw = Arc::new(
+            Gateway::start(cfg, shutdown.clone())
+                .await
+                .expect("gateway"),
+        );
         let metrics = uspwatch::telemetry::metrics();
         let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone())
             .await
