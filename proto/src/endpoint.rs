@@ -95,11 +95,23 @@ fn check_instance(scheme: &str, i: &str) -> std::result::Result<(), &'static str
         return Err("instance-id longer than 50 characters");
     }
     let b = i.as_bytes();
+    // Almost every real instance-id is plain; only those with a '%' need the escape walk.
+    if !b.iter().all(|&c| instance_byte_ok(c)) {
+        check_escapes(b)?;
+    }
+    match scheme {
+        "os" | "ops" => b
+            .contains(&b'-')
+            .then_some(())
+            .ok_or("os/ops instance-id must be <OUI>-...<Serial>"),
+        _ => Ok(()),
+    }
+}
+
+fn check_escapes(b: &[u8]) -> std::result::Result<(), &'static str> {
     let mut k = 0;
-    let mut dash = false;
     while let Some(&c) = b.get(k) {
         if instance_byte_ok(c) {
-            dash |= c == b'-';
             k += 1;
         } else if c == b'%' {
             match (b.get(k + 1), b.get(k + 2)) {
@@ -111,12 +123,7 @@ fn check_instance(scheme: &str, i: &str) -> std::result::Result<(), &'static str
             return Err("instance-id has a character outside A-Za-z0-9-._ and %HH");
         }
     }
-    match scheme {
-        "os" | "ops" => dash
-            .then_some(())
-            .ok_or("os/ops instance-id must be <OUI>-...<Serial>"),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
