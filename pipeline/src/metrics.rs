@@ -47,8 +47,31 @@ pub const REQUEST_SECONDS: &str = "uspwatch_pipeline_request_seconds";
 pub const UNMATCHED_RESPONSES: &str = "uspwatch_pipeline_unmatched_responses_total";
 
 /// Registers the description of every metric above.
+/// Registers descriptions and creates the bounded series at zero, so dashboards and `rate()`
+/// see a series before the first event of its kind.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let streams = ["events", "presence", "quarantine", "commands", "alerts"];
+    for stream in streams {
+        metrics::counter!(RECORDS_WRITTEN, "stream" => stream).increment(0);
+        metrics::counter!(RECORDS_DROPPED, "stream" => stream).increment(0);
+    }
+    for reason in ["sink_failed", "publish_failed"] {
+        metrics::counter!(NOTIFY_UNACKED, "reason" => reason).increment(0);
+    }
+    for reason in ["wrong_content_type", "to_id_mismatch", "undecodable"] {
+        metrics::counter!(RECORDS_INVALID, "reason" => reason).increment(0);
+    }
+    for name in [
+        DUPLICATES,
+        KAFKA_DELIVERY_FAILURES,
+        SPOOL_REPLAYED,
+        LOG_CORRUPT,
+        UNMATCHED_RESPONSES,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!(SPOOL_DEPTH).increment(0.0);
     describe_counter!(RECORDS_RECEIVED, "USP Records received from the MQTT link");
     describe_counter!(
         RECORDS_INVALID,

@@ -278,6 +278,17 @@ impl Engine {
         };
         metrics::gauge!(m::RULES_LOADED).set(inner.rules.len() as f64);
         metrics::gauge!(m::KILL_SWITCH).set(if config.kill_switch { 1.0 } else { 0.0 });
+        // Per-rule series exist from load time, so a dashboard shows every rule at zero.
+        for rule in &inner.rules {
+            let name = rule.spec.name.clone();
+            metrics::counter!(m::RULE_EVAL_FAILURES, "rule" => name.clone()).increment(0);
+            if rule.action.as_ref().is_some_and(|a| a.verify.is_some()) {
+                for outcome in ["fixed", "not_fixed", "unknown"] {
+                    metrics::counter!(m::VERIFICATIONS, "rule" => name.clone(), "outcome" => outcome)
+                        .increment(0);
+                }
+            }
+        }
         Ok((
             Engine {
                 inner: Arc::new(inner),

@@ -32,6 +32,9 @@ pub const ALERTMANAGER_PUSHES: &str = "uspwatch_rules_alertmanager_pushes_total"
 /// Registers the description of every metric above.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for result in ["ok", "error"] {
+        metrics::counter!(ALERTMANAGER_PUSHES, "result" => result).increment(0);
+    }
     describe_counter!(EVENTS_INGESTED, "Events appended to the rule window");
     describe_counter!(EVENTS_EVICTED, "Events dropped from the rule window");
     describe_gauge!(WINDOW_EVENTS, "Events currently in the rule window");
