@@ -67,6 +67,7 @@ pub fn describe() {
         KAFKA_DELIVERY_FAILURES,
         SPOOL_REPLAYED,
         LOG_CORRUPT,
+        LOG_FSYNCS,
         UNMATCHED_RESPONSES,
     ] {
         metrics::counter!(name).increment(0);
