@@ -60,9 +60,13 @@ async fn send_spoofed_record(t: &TestGateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_metric_is_exported() {
-    let t = TestGateway::start(&[]).await;
+    // Kafka (librdkafka's mock cluster) as in production, so the Kafka panels have data.
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let t = TestGateway::start_with(&[], Some(cluster.bootstrap_servers())).await;
     let fleet = t.fleet(4, "wifi_interference:0.5@0s").await;
     send_spoofed_record(&t).await;
+    let api = reqwest::get(t.url("/api/v1/rules")).await.expect("api");
+    assert!(api.status().is_success());
     let wanted = common::dashboards::dashboard_metric_names();
     assert!(!wanted.is_empty());
     let deadline = Instant::now() + Duration::from_secs(60);

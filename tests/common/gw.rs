@@ -20,6 +20,11 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(tokens: &[&str]) -> TestGateway {
+        Self::start_with(tokens, None).await
+    }
+
+    /// Like `start`, with events going to Kafka at `kafka` (a mock cluster's bootstrap).
+    pub async fn start_with(tokens: &[&str], kafka: Option<String>) -> TestGateway {
         let data = tempfile::tempdir().expect("tempdir");
         let mut cfg = AppConfig::default();
         cfg.broker.listeners.v5 = Some("127.0.0.1:0".parse().expect("addr"));
@@ -29,13 +34,18 @@ impl TestGateway {
         cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
         cfg.http.tokens = tokens.iter().map(|t| t.to_string()).collect();
         cfg.http.command_timeout = Duration::from_secs(10);
+        cfg.pipeline.kafka = kafka.map(|brokers| uspwatch_pipeline::KafkaConfig {
+            brokers,
+            ..Default::default()
+        });
+        // Installed first, as `uspwatch run` does, so start-up metrics are recorded.
+        let metrics = uspwatch::telemetry::metrics();
         let shutdown = CancellationToken::new();
         let gw = Arc::new(
             Gateway::start(cfg, shutdown.clone())
                 .await
                 .expect("gateway"),
         );
-        let metrics = uspwatch::telemetry::metrics();
         let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone())
             .await
             .expect("http");
