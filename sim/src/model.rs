@@ -258,6 +258,16 @@ impl Agent {
         ]);
         self.status.lock().boots += 1;
         out.extend(self.emit_event(now, "Device.", "Boot!", args));
+        // The radio picks its channel at start-up, which is a change of the watched Channel:
+        // the controller learns the current channel before it ever needs to move it.
+        let channel = "Device.WiFi.Radio.1.Channel";
+        if let Some(value) = self.tree.get(channel).map(str::to_string) {
+            out.extend(
+                self.emit(now, "ValueChange", channel, |msg_id, sub, send_resp| {
+                    builder::value_change(msg_id, sub, send_resp, channel, &value)
+                }),
+            );
+        }
     }
 
     /// The MQTT session ended (dropped, rebooting or shutting down).

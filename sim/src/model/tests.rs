@@ -162,7 +162,8 @@ fn connect_sends_mqtt_connect_then_boot() {
         matches!(rec.record_type, Some(RecordType::MqttConnect(ref c)) if c.subscribed_topic == "usp/agent/x")
     );
     let ns = notifies(&outs);
-    assert_eq!(ns.len(), 1);
+    assert_eq!(ns.len(), 2, "Boot! and the start-up Channel report");
+    assert!(value_of(&ns, "Device.WiFi.Radio.1.Channel").is_some());
     let (_, boot) = &ns[0];
     assert!(boot.send_resp);
     assert_eq!(boot.subscription_id, "uspwatch-boot");
@@ -181,8 +182,9 @@ fn connect_sends_mqtt_connect_then_boot() {
     let boot_id = ns[0].0.clone();
     h.a.on_disconnected();
     let again = notifies(&h.connect(2 * S));
-    assert_eq!(again.len(), 1);
+    assert_eq!(again.len(), 2);
     assert_eq!(again[0].0, boot_id);
+    assert_eq!(again[1].0, ns[1].0);
     assert_eq!(h.status.lock().boots, 1);
 }
 
@@ -190,7 +192,15 @@ fn connect_sends_mqtt_connect_then_boot() {
 fn unacknowledged_notify_is_retried_with_backoff_until_acked() {
     let mut h = agent(1, &[]);
     let outs = h.connect(Duration::ZERO);
-    let (boot_id, _) = notifies(&outs).remove(0);
+    let mut first = notifies(&outs);
+    let (boot_id, _) = first.remove(0);
+    // Only the Boot! stays unacknowledged.
+    for (id, n) in first {
+        h.request(
+            Duration::ZERO,
+            &builder::notify_resp(&id, &n.subscription_id),
+        );
+    }
     // Ack nothing; collect the instants at which the Boot! goes out again.
     let mut sent_at = Vec::new();
     let mut t = h.t0;
