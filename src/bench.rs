@@ -49,7 +49,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub connections: usize,
     /// Idle agents connected per second during the ramp.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub connect_rate: u64,
     /// All idle agents reconnect within this window after the drop.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

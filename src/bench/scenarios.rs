@@ -253,21 +253,26 @@ async fn connections(args: &BenchArgs, bed: &Bed) -> anyhow::Result<ConnResult> 
     )
     .await;
     let recovery = storm_start.elapsed();
-    let (mut back, mut storm_errors) = (0u64, 0u64);
+    let (mut back, mut storm_errors, mut storm_client_s) = (0u64, 0u64, 0f64);
     for w in &mut workers {
         if let Ok(Report::Recovered {
-            up: u, errors: e, ..
+            up: u,
+            errors: e,
+            elapsed_ms,
         }) = w.next(storm_budget).await
         {
             back += u;
             storm_errors += e;
+            storm_client_s = storm_client_s.max(elapsed_ms as f64 / 1000.0);
         }
     }
     let after = broker.stats();
     for w in workers {
         w.finish().await;
     }
+    let plain = plain_connections(args, bed, target.min(per_worker)).await?;
     Ok(ConnResult {
+        plain,
         requested: args.connections,
         target,
         fd_limit: limit as u64,
@@ -283,8 +288,66 @@ async fn connections(args: &BenchArgs, bed: &Bed) -> anyhow::Result<ConnResult> 
         storm_recovered: recovered,
         storm_recovery_s: recovery.as_secs_f64(),
         storm_reconnected: back,
+        storm_client_s,
         storm_errors,
         storm_refused: after.connects_refused - before_storm.connects_refused,
+    })
+}
+
+/// The same idle agents against stock rumqttd in its own process (so its RSS is its own).
+async fn plain_connections(
+    args: &BenchArgs,
+    bed: &Bed,
+    n: usize,
+) -> anyhow::Result<PlainConnResult> {
+    let c = &bed.gw.config.pipeline.controller;
+    let mut broker = Worker::spawn(&Spec::PlainBroker {
+        max_connections: n + 64,
+        controller_prefix: c.controller_prefix.clone(),
+        controller_topic: bed.target.controller_topic.clone(),
+    })?;
+    let Report::Listening { addr } = broker.next(Duration::from_secs(30)).await? else {
+        bail!("unexpected worker report");
+    };
+    let rss = |r: Report| match r {
+        Report::Rss { kib } => Ok(kib),
+        _ => Err(anyhow::anyhow!("unexpected worker report")),
+    };
+    broker.send("rss").await?;
+    let before = rss(broker.next(Duration::from_secs(10)).await?)?;
+    let mut w = Worker::spawn(&Spec::Idle {
+        target: Target {
+            broker: addr,
+            ..bed.target.clone()
+        },
+        first: FIRST_CONN,
+        agents: n,
+        connect_rate: args.connect_rate.max(1),
+        storm_window_ms: args.storm_window.as_millis() as u64,
+    })?;
+    let budget = Duration::from_secs_f64(n as f64 / args.connect_rate.max(1) as f64 * 3.0 + 60.0);
+    let Report::Connected { up, elapsed_ms, .. } = w.next(budget).await? else {
+        bail!("unexpected worker report");
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.send("rss").await?;
+    let after = rss(broker.next(Duration::from_secs(10)).await?)?;
+    w.send("storm").await?;
+    let storm = w.next(args.storm_window + Duration::from_secs(120)).await?;
+    w.finish().await;
+    broker.finish().await;
+    let (storm_up, storm_s) = match storm {
+        Report::Recovered { up, elapsed_ms, .. } => (up, elapsed_ms as f64 / 1000.0),
+        _ => (0, 0.0),
+    };
+    Ok(PlainConnResult {
+        achieved: up,
+        connect_rate_per_s: up as f64 / (elapsed_ms as f64 / 1000.0).max(1e-9),
+        rss_before_mib: before as f64 / 1024.0,
+        rss_after_mib: after as f64 / 1024.0,
+        rss_per_connection_kib: after.saturating_sub(before) as f64 / up.max(1) as f64,
+        storm_reconnected: storm_up,
+        storm_client_s: storm_s,
     })
 }
 

@@ -82,6 +82,13 @@ pub enum Spec {
         value: String,
         timeout_ms: u64,
     },
+    /// A stock rumqttd in this process, for the connection baseline: prints its address, and
+    /// its RSS for every stdin line `rss`, until stdin closes.
+    PlainBroker {
+        max_connections: usize,
+        controller_prefix: String,
+        controller_topic: String,
+    },
 }
 
 /// Lines a worker prints.
@@ -108,6 +115,10 @@ pub enum Report {
         errors: u64,
         elapsed_ms: u64,
     },
+    /// The stock broker listens.
+    Listening { addr: SocketAddr },
+    /// Resident set size of the worker process.
+    Rss { kib: u64 },
     /// The fault repetitions finished.
     Faults {
         latency: Snapshot,
@@ -125,6 +136,8 @@ fn emit(r: &Report) {
 const KEEP_ALIVE: u16 = 60;
 /// Connection attempts in progress at once.
 const CONNECT_PARALLELISM: usize = 256;
+/// How long after its scheduled time an agent keeps retrying to connect.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 pub async fn run(spec: Spec) -> anyhow::Result<()> {
     match spec {
@@ -184,6 +197,25 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
             )
             .await
         }
+        Spec::PlainBroker {
+            max_connections,
+            controller_prefix,
+            controller_topic,
+        } => {
+            let plain =
+                super::baseline::start(max_connections, &controller_prefix, &controller_topic)
+                    .await?;
+            emit(&Report::Listening { addr: plain.addr });
+            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.trim() == "rss" {
+                    emit(&Report::Rss {
+                        kib: super::proc::rss_kib(),
+                    });
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -197,6 +229,8 @@ async fn connect_all(
     spread_over: Option<Duration>,
 ) -> (Vec<Option<Conn>>, u64, Duration) {
     let start = Instant::now();
+    let ramp = spread_over.unwrap_or(Duration::from_secs_f64(n as f64 / rate as f64));
+    let deadline = start + ramp + RETRY_FOR;
     let gate = Arc::new(Semaphore::new(CONNECT_PARALLELISM));
     let mut tasks = Vec::with_capacity(n);
     for k in 0..n {
@@ -212,17 +246,23 @@ async fn connect_all(
             let i = first + k;
             let eid = t.eid(i);
             let topic = format!("{}/{eid}", t.agent_prefix);
-            // A refused or reset connect during a storm is retried a few times, as a device would.
-            for attempt in 0..5u32 {
+            // A refused or reset connect is retried with a capped backoff, as a device would,
+            // until the deadline.
+            let mut attempt = 0u32;
+            loop {
                 let sub = subscribe.then_some(topic.as_str());
                 match Conn::open(source_addr(i, t.sources), t.broker, &eid, KEEP_ALIVE, sub).await {
                     Ok(c) => return (Some(c), attempt),
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    Err(_) if Instant::now() < deadline => {
+                        let backoff = Duration::from_millis(250 << attempt.min(3));
+                        // Spread retries so failed agents do not return in lockstep.
+                        let jitter = Duration::from_millis((i as u64 * 7919) % 250);
+                        tokio::time::sleep(backoff + jitter).await;
+                        attempt += 1;
                     }
+                    Err(_) => return (None, attempt + 1),
                 }
             }
-            (None, 5)
         }));
     }
     let mut conns = Vec::with_capacity(n);
