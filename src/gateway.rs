@@ -22,6 +22,10 @@ use crate::config::AppConfig;
 /// the gateway growing without bound.
 const INBOUND_QUEUE: usize = 16 * 1024;
 
+/// `uspwatch_devices{state}`: devices in the inventory by presence (`online`, `offline`,
+/// `stale`), refreshed with the rule engine's device table.
+pub const DEVICES: &str = "uspwatch_devices";
+
 /// A running gateway.
 pub struct Gateway {
     pub config: AppConfig,
@@ -232,9 +236,13 @@ fn spawn_device_sync(rules: &Engine, pipeline: &Arc<Pipeline>, shutdown: Cancell
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let devices = pipeline
-                        .inventory()
-                        .snapshot()
+                    let snapshot = pipeline.inventory().snapshot();
+                    let online = snapshot.iter().filter(|d| d.online).count();
+                    let stale = snapshot.iter().filter(|d| d.stale).count();
+                    metrics::gauge!(DEVICES, "state" => "online").set(online as f64);
+                    metrics::gauge!(DEVICES, "state" => "offline").set((snapshot.len() - online) as f64);
+                    metrics::gauge!(DEVICES, "state" => "stale").set(stale as f64);
+                    let devices = snapshot
                         .into_iter()
                         .map(|d| uspwatch_rules::Device {
                             endpoint_id: d.endpoint_id,

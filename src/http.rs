@@ -37,6 +37,10 @@ pub fn describe_metrics() {
         "HTTP API request latency"
     );
     metrics::describe_gauge!(UP, "1 while uspwatch runs");
+    metrics::describe_gauge!(
+        crate::gateway::DEVICES,
+        "Devices in the inventory by presence (online, offline, stale)"
+    );
 }
 
 #[derive(Clone)]
