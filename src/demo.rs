@@ -248,36 +248,21 @@ struct Tally {
 impl Tally {
     fn spawn(rules: &uspwatch_rules::Engine, shutdown: CancellationToken) -> Arc<Tally> {
         let tally = Arc::new(Tally::default());
-        let mut rx = rules.subscribe();
         let t = tally.clone();
-        tokio::spawn(async move {
-            loop {
-                let out = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    r = rx.recv() => match r {
-                        Ok(o) => o,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => break,
-                    },
+        uspwatch::gateway::spawn_forward(rules.subscribe(), shutdown, move |out| match out {
+            Output::Alert(c) => {
+                let counter = match c.alert.state {
+                    AlertState::Firing if c.previous != Some(AlertState::Firing) => &t.alerts_fired,
+                    AlertState::Resolved if c.previous != Some(AlertState::Resolved) => {
+                        &t.alerts_resolved
+                    }
+                    _ => return,
                 };
-                match out {
-                    Output::Alert(c) => {
-                        let counter = match c.alert.state {
-                            AlertState::Firing if c.previous != Some(AlertState::Firing) => {
-                                &t.alerts_fired
-                            }
-                            AlertState::Resolved if c.previous != Some(AlertState::Resolved) => {
-                                &t.alerts_resolved
-                            }
-                            _ => continue,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Output::Action(a) => {
-                        if a.verify == Some(VerifyOutcome::Fixed) {
-                            t.actions_verified.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Output::Action(a) => {
+                if a.verify == Some(VerifyOutcome::Fixed) {
+                    t.actions_verified.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });

@@ -165,7 +165,7 @@ impl Gateway {
 
 /// Forwards a broadcast stream to a callback until shutdown; a lagging receiver logs how many
 /// items it skipped rather than stopping.
-fn spawn_forward<T: Clone + Send + 'static>(
+pub fn spawn_forward<T: Clone + Send + 'static>(
     mut rx: broadcast::Receiver<T>,
     shutdown: CancellationToken,
     mut f: impl FnMut(T) + Send + 'static,
