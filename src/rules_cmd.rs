@@ -17,7 +17,7 @@ pub enum RulesCmd {
 /// Arguments of `uspwatch replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Directory of rule files (default: the built-in pack only).
+    /// Directory of rule files, used instead of the built-in pack (default: the built-in pack).
     #[arg(long)]
     rules: Option<PathBuf>,
     /// Recorded events, one JSON Event per line.
@@ -50,6 +50,9 @@ pub fn run(cmd: RulesCmd) -> ExitCode {
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let mut cfg = uspwatch_rules::RulesConfig::default();
     if let Some(d) = args.rules {
+        // A rules directory replaces the built-in pack: backtesting a copy of a pack rule
+        // would otherwise clash with its built-in namesake.
+        cfg.default_pack = false;
         cfg.dirs = vec![d];
     }
     let tty = std::io::stderr().is_terminal();
