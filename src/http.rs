@@ -137,7 +137,7 @@ async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next:
         .into_response();
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            "Bearer".parse().expect("static header"),
+            header::HeaderValue::from_static("Bearer"),
         );
         r
     };
