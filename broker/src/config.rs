@@ -36,7 +36,7 @@
 //! bulk_data_topics = []            # MQTT filters whose non-USP payloads pass untouched
 //!
 //! [broker.router]
-//! max_segment_size = 262144        # bytes per in-memory log segment, per subscribed filter
+//! max_segment_size = 16384         # bytes per in-memory log segment, per subscribed filter
 //! max_segment_count = 2
 //! controller_segment_size = 4194304
 //! controller_segment_count = 4
@@ -202,7 +202,7 @@ impl Default for TopicsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouterSizing {
-    /// Bytes per log segment of an ordinary (agent) filter (default 256 KiB, minimum 1024).
+    /// Bytes per log segment of an ordinary (agent) filter (default 16 KiB, minimum 1024).
     pub max_segment_size: usize,
     /// Segments kept per ordinary filter besides the active one (default 2, minimum 1).
     pub max_segment_count: usize,
@@ -218,7 +218,10 @@ pub struct RouterSizing {
 impl Default for RouterSizing {
     fn default() -> Self {
         RouterSizing {
-            max_segment_size: 256 * 1024,
+            // An agent's filter carries little traffic (NotifyResps and commands), but rumqttd
+            // keeps each filter's full segments until newer ones replace them, so this size times
+            // the fleet is what the router holds in steady state.
+            max_segment_size: 16 * 1024,
             max_segment_count: 2,
             controller_segment_size: 4 * 1024 * 1024,
             controller_segment_count: 4,

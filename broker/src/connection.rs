@@ -37,6 +37,13 @@ const QUARANTINE_TOPIC: &str = "$uspwatch/quarantine";
 /// (bounds per-connection memory when messages are large).
 const MAX_BATCH: usize = 512;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Read buffer room for an idle or lightly loaded connection. Most devices send a Notify every
+/// few minutes, so per-connection buffers dominate memory at fleet scale; busy connections grow
+/// their reads up to [`READ_MAX`] and shrink back once their reads are small again.
+const READ_MIN: usize = 1024;
+const READ_MAX: usize = 64 * 1024;
+/// A write buffer at most this large is kept between flushes; a larger one is given back.
+const WRITE_KEEP: usize = 4 * 1024;
 
 /// How a connection ended (a presence reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +155,9 @@ pub(crate) async fn serve<S>(
         shared: shared.clone(),
         codec,
         rbuf,
-        wbuf: BytesMut::with_capacity(16 * 1024),
-        to_router: Vec::with_capacity(64),
+        read_hint: READ_MIN,
+        wbuf: BytesMut::new(),
+        to_router: Vec::new(),
         pending_subacks: HashMap::new(),
         client_id: est.client_id,
         identity: est.identity,
@@ -181,6 +189,9 @@ struct Connection {
     shared: Arc<Shared>,
     codec: Codec,
     rbuf: BytesMut,
+    /// How much free room the next read asks for: doubled when a read fills it, halved when
+    /// a read uses less than a quarter.
+    read_hint: usize,
     wbuf: BytesMut,
     /// Packets read in this batch that go to the router.
     to_router: Vec<Packet>,
@@ -212,20 +223,25 @@ impl Connection {
             return end;
         }
         loop {
-            // Give back the memory of an earlier large packet.
-            if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
-                self.rbuf = BytesMut::with_capacity(8192);
+            // Give back the memory of an earlier large packet or burst.
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * self.read_hint {
+                self.rbuf = BytesMut::new();
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(8192);
+            let room = self.rbuf.capacity() - self.rbuf.len();
+            if room < self.read_hint / 2 {
+                self.rbuf.reserve(self.read_hint);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
                 r = socket.read_buf(&mut self.rbuf) => {
                     match r {
                         Ok(0) | Err(_) => return End::SocketClosed,
-                        Ok(_) => last_read = Instant::now(),
+                        Ok(n) => {
+                            last_read = Instant::now();
+                            self.read_hint = next_read_hint(self.read_hint, n, room);
+                        }
                     }
                     if let Err(end) = self.on_bytes(socket, max).await {
                         return end;
@@ -303,8 +319,8 @@ impl Connection {
 
     async fn flush_socket<S: AsyncWrite + Unpin>(&mut self, socket: &mut S) -> bool {
         let ok = socket.write_all(&self.wbuf).await.is_ok() && socket.flush().await.is_ok();
-        if self.wbuf.capacity() > 2 * MAX_BATCH_BYTES {
-            self.wbuf = BytesMut::with_capacity(16 * 1024);
+        if self.wbuf.capacity() > WRITE_KEEP {
+            self.wbuf = BytesMut::new();
         } else {
             self.wbuf.clear();
         }
@@ -637,4 +653,35 @@ impl Connection {
 
 fn truncate(s: &str) -> String {
     s.chars().take(256).collect()
+}
+
+/// The read room to ask for next, given that a read of `n` bytes had `room` bytes free.
+fn next_read_hint(hint: usize, n: usize, room: usize) -> usize {
+    if n >= room {
+        (hint * 2).min(READ_MAX)
+    } else if n < room / 4 {
+        (hint / 2).max(READ_MIN)
+    } else {
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_room_grows_under_bursts_and_shrinks_when_idle() {
+        let mut h = READ_MIN;
+        for _ in 0..20 {
+            h = next_read_hint(h, h, h);
+        }
+        assert_eq!(h, READ_MAX);
+        h = next_read_hint(h, h / 2, h);
+        assert_eq!(h, READ_MAX, "a half-full read keeps the room");
+        for _ in 0..20 {
+            h = next_read_hint(h, 2, h);
+        }
+        assert_eq!(h, READ_MIN);
+    }
 }
