@@ -21,6 +21,9 @@ use crate::config::AppConfig;
 /// being drained and the router holds messages for it, so devices see back-pressure instead of
 /// the gateway growing without bound.
 const INBOUND_QUEUE: usize = 16 * 1024;
+/// How often the rule thread moves new events into its window (a few hundred per batch at
+/// the maximum ingest rate; far inside `controller.event_buffer`).
+const RULE_INGEST_INTERVAL: Duration = Duration::from_millis(10);
 
 /// `uspwatch_devices{state}`: devices in the inventory by presence (`online`, `offline`,
 /// `stale`), refreshed with the rule engine's device table.
@@ -133,13 +136,10 @@ impl Gateway {
         for e in &rule_load_errors {
             warn!(error = %e, "rule not loaded");
         }
-        spawn_forward(pipeline.subscribe_events(), shutdown.clone(), {
-            let r = rules.clone();
-            move |ev| r.ingest(&ev)
-        });
         spawn_rule_outputs(&rules, &pipeline, shutdown.clone());
         spawn_device_sync(&rules, &pipeline, shutdown.clone());
-        tokio::spawn(rules.clone().run(shutdown.clone()));
+        spawn_rule_thread(&rules, pipeline.subscribe_events(), shutdown.clone())
+            .context("starting the rule engine thread")?;
         if let Some(k) = &config.pipeline.kafka {
             crate::command_requests::spawn(
                 &config.command_requests,
@@ -160,6 +160,59 @@ impl Gateway {
             rules,
             rule_load_errors,
         })
+    }
+}
+
+/// Runs the rule engine's window ingest and its evaluation rounds on a thread of their own.
+///
+/// Sealing the window and running the SQL take tens of milliseconds of CPU at a time and hold
+/// the window's lock; on the shared runtime they stalled the broker's connection tasks and the
+/// controller behind them (the NotifyResp latency tail). On one thread, ingest and evaluation
+/// never contend for the lock, and the kernel shares the cores fairly with the I/O workers.
+fn spawn_rule_thread(
+    rules: &Engine,
+    events: broadcast::Receiver<Arc<uspwatch_proto::Event>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rules = rules.clone();
+    std::thread::Builder::new()
+        .name("rules".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                tokio::spawn(drain_events(rules.clone(), events, shutdown.clone()));
+                rules.run(shutdown).await;
+            });
+        })?;
+    Ok(())
+}
+
+/// Moves new events into the rule window in batches every few milliseconds. Waiting on the
+/// channel instead would cost the controller a thread wake-up per event at ingest rates.
+async fn drain_events(
+    rules: Engine,
+    mut events: broadcast::Receiver<Arc<uspwatch_proto::Event>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RULE_INGEST_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        loop {
+            match events.try_recv() {
+                Ok(ev) => rules.ingest(&ev),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    warn!(skipped = n, "rule window fell behind the event stream");
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return,
+            }
+        }
     }
 }
 
