@@ -125,9 +125,9 @@ pub async fn run_all(args: &BenchArgs) -> anyhow::Result<Results> {
         r.connections = Some(connections(args, &bed).await?);
     }
     if args.wants("ingest") {
-        // The fixed-rate run comes first: right after the maximum-rate run, the kernel is
-        // still writing back a gigabyte of log and every fsync waits behind it, which measures
-        // the disk's recovery rather than the gateway's steady latency.
+        // The fixed-rate run comes first, so it measures a gateway in steady state rather than
+        // one still recovering from the overload of the maximum-rate run (run second, a few
+        // hundred milliseconds of that recovery landed in its p99).
         eprintln!("bench: ingest at {} Notify/s", args.latency_rate);
         r.latency = Some(
             ingest(
