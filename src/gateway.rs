@@ -295,6 +295,12 @@ fn spawn_device_sync(rules: &Engine, pipeline: &Arc<Pipeline>, shutdown: Cancell
                     metrics::gauge!(DEVICES, "state" => "online").set(online as f64);
                     metrics::gauge!(DEVICES, "state" => "offline").set((snapshot.len() - online) as f64);
                     metrics::gauge!(DEVICES, "state" => "stale").set(stale as f64);
+                    // Until the first device is known, the engine counts the endpoints in its
+                    // window as the fleet. An empty table would make max_fleet_fraction's
+                    // budget a single action for the whole fleet in the seconds after a start.
+                    if snapshot.is_empty() {
+                        continue;
+                    }
                     let devices = snapshot
                         .into_iter()
                         .map(|d| uspwatch_rules::Device {
