@@ -2,23 +2,84 @@
 //!
 //! Memory is bounded by the window: the oldest ids are forgotten first. A retry of an event
 //! still in flight waits for the first copy to become durable before it is acknowledged.
+//!
+//! Every Notify passes through here, so an entry is kept small (one shared slot with a state
+//! byte and a waiter list) and the ids are hashed with a fast hasher seeded per process, which
+//! keeps agents from choosing colliding ids.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
+
+const PENDING: u8 = 0;
+const DURABLE: u8 = 1;
+const FAILED: u8 = 2;
+
+#[derive(Default)]
+struct Slot {
+    state: AtomicU8,
+    done: Notify,
+}
+
+/// The first copy's handle. Dropping it without [`Pending::finish`] counts as a failure, so
+/// a retry is stored afresh and waiting duplicates are released.
+pub(crate) struct Pending(Arc<Slot>);
+
+impl Pending {
+    pub(crate) fn finish(self, durable: bool) {
+        self.settle(if durable { DURABLE } else { FAILED });
+    }
+
+    fn settle(&self, state: u8) {
+        if self
+            .0
+            .state
+            .compare_exchange(PENDING, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.settle(FAILED);
+    }
+}
+
+/// A retry's view of the first copy.
+pub(crate) struct Waiter(Arc<Slot>);
+
+impl Waiter {
+    /// Whether the first copy became durable; waits while it is in flight.
+    pub(crate) async fn durable(self) -> bool {
+        loop {
+            let notified = self.0.done.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so a finish in between is not missed.
+            notified.as_mut().enable();
+            match self.0.state.load(Ordering::Acquire) {
+                PENDING => notified.await,
+                s => return s == DURABLE,
+            }
+        }
+    }
+}
 
 /// What to do with a Notify.
 pub(crate) enum Seen {
-    /// First time: store it, then call [`Dedup::finish`].
-    New(watch::Sender<Option<bool>>),
-    /// A retry; the receiver says whether the first copy became durable (`Some(true)`).
-    Duplicate(watch::Receiver<Option<bool>>),
+    /// First time: store it, then call [`Pending::finish`].
+    New(Pending),
+    /// A retry of an event that is in flight or durable.
+    Duplicate(Waiter),
 }
 
 pub(crate) struct Dedup {
     window: usize,
-    ids: HashMap<Arc<str>, watch::Receiver<Option<bool>>>,
+    ids: HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>,
     order: VecDeque<Arc<str>>,
 }
 
@@ -26,32 +87,32 @@ impl Dedup {
     pub(crate) fn new(window: usize) -> Self {
         Dedup {
             window,
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             order: VecDeque::new(),
         }
     }
 
     pub(crate) fn check(&mut self, event_id: &str) -> Seen {
-        if let Some(rx) = self.ids.get(event_id) {
+        if let Some(slot) = self.ids.get_mut(event_id) {
             // A first copy that failed (or was abandoned) is forgotten so the retry is
             // stored afresh.
-            let state = *rx.borrow();
-            let abandoned = state.is_none() && rx.has_changed().is_err();
-            if state != Some(false) && !abandoned {
-                return Seen::Duplicate(rx.clone());
+            if slot.state.load(Ordering::Acquire) != FAILED {
+                return Seen::Duplicate(Waiter(slot.clone()));
             }
+            let fresh = Arc::new(Slot::default());
+            *slot = fresh.clone();
+            return Seen::New(Pending(fresh));
         }
-        let (tx, rx) = watch::channel(None);
+        let slot = Arc::new(Slot::default());
         let key: Arc<str> = Arc::from(event_id);
-        if self.ids.insert(key.clone(), rx).is_none() {
-            self.order.push_back(key);
-        }
+        self.ids.insert(key.clone(), slot.clone());
+        self.order.push_back(key);
         while self.order.len() > self.window {
             if let Some(old) = self.order.pop_front() {
                 self.ids.remove(&old);
             }
         }
-        Seen::New(tx)
+        Seen::New(Pending(slot))
     }
 }
 
@@ -64,11 +125,48 @@ mod tests {
         let mut d = Dedup::new(2);
         let Seen::New(a) = d.check("a") else { panic!() };
         assert!(matches!(d.check("a"), Seen::Duplicate(_)));
-        let _ = a.send(Some(false));
+        a.finish(false);
         assert!(matches!(d.check("a"), Seen::New(_)));
         let _b = d.check("b");
         let _c = d.check("c");
         assert_eq!(d.ids.len(), 2);
         assert!(matches!(d.check("a"), Seen::New(_)));
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_the_first_copy() {
+        let mut d = Dedup::new(8);
+        let Seen::New(first) = d.check("e") else {
+            panic!()
+        };
+        let Seen::Duplicate(retry) = d.check("e") else {
+            panic!()
+        };
+        let waiting = tokio::spawn(retry.durable());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        first.finish(true);
+        assert!(waiting.await.unwrap());
+        let Seen::Duplicate(late) = d.check("e") else {
+            panic!()
+        };
+        assert!(
+            late.durable().await,
+            "a retry after durability is acknowledged at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_first_copy_releases_its_retries() {
+        let mut d = Dedup::new(8);
+        let Seen::New(first) = d.check("e") else {
+            panic!()
+        };
+        let Seen::Duplicate(retry) = d.check("e") else {
+            panic!()
+        };
+        drop(first);
+        assert!(!retry.durable().await);
+        assert!(matches!(d.check("e"), Seen::New(_)));
     }
 }

@@ -139,7 +139,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
     event.labels = core.inventory.labels(&event.endpoint_id);
     let seen = core.dedup.lock().check(&event.event_id);
     let done = match seen {
-        Seen::Duplicate(mut rx) => {
+        Seen::Duplicate(first) => {
             core.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::DUPLICATES).increment(1);
             if !event.send_resp {
@@ -153,11 +153,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             core.complete(async move {
                 let core = core2;
                 let _permit = permit;
-                let durable = rx
-                    .wait_for(|s| s.is_some())
-                    .await
-                    .is_ok_and(|s| *s == Some(true));
-                if durable {
+                if first.durable().await {
                     send_notify_resp(&core, &event, &route).await;
                 }
             });
@@ -182,7 +178,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
         },
         Err(e) => {
             warn!(error = %e, "could not encode an event");
-            let _ = done.send(Some(false));
+            done.finish(false);
             release(core);
             return;
         }
@@ -192,7 +188,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
         Err(e) => {
             warn!(endpoint_id = %event.endpoint_id, msg_id = %event.msg_id, error = %e, "event not stored; the agent will retry");
             metrics::counter!(m::NOTIFY_UNACKED, "reason" => "sink_failed").increment(1);
-            let _ = done.send(Some(false));
+            done.finish(false);
             release(core);
             return;
         }
@@ -205,7 +201,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
         drop(permit);
         match stored {
             Ok(store) => {
-                let _ = done.send(Some(true));
+                done.finish(true);
                 metrics::histogram!(m::DURABLE_SECONDS, "store" => store.as_str())
                     .record(received.elapsed().as_secs_f64());
                 metrics::counter!(m::EVENTS, "kind" => event.kind.as_str()).increment(1);
@@ -221,7 +217,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
                 let _ = core.events_tx.send(ev);
             }
             Err(e) => {
-                let _ = done.send(Some(false));
+                done.finish(false);
                 warn!(endpoint_id = %event.endpoint_id, msg_id = %event.msg_id, error = %e, "event not stored; the agent will retry");
                 metrics::counter!(m::NOTIFY_UNACKED, "reason" => "sink_failed").increment(1);
             }
