@@ -289,7 +289,7 @@ fn spawn_device_sync(rules: &Engine, pipeline: &Arc<Pipeline>, shutdown: Cancell
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let snapshot = pipeline.inventory().snapshot();
+                    let snapshot = pipeline.inventory().fleet();
                     let online = snapshot.iter().filter(|d| d.online).count();
                     let stale = snapshot.iter().filter(|d| d.stale).count();
                     metrics::gauge!(DEVICES, "state" => "online").set(online as f64);

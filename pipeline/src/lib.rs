@@ -44,7 +44,7 @@ pub use config::{
 pub use controller::{CommandResult, Controller};
 pub use error::{Error, Result};
 pub use inventory::{
-    BootInfo, Device, DeviceDetail, DeviceStatus, Inventory, LatestValue, OnBoardInfo,
+    BootInfo, Device, DeviceDetail, DeviceStatus, FleetDevice, Inventory, LatestValue, OnBoardInfo,
 };
 pub use pipeline::{Pipeline, PipelineStats};
 pub use sink::RecordTopic;
