@@ -289,6 +289,9 @@ struct Counters {
     errors: AtomicU64,
 }
 
+/// How long an agent's warm-up exchange may take before the agent counts as failed.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[allow(clippy::too_many_arguments)]
 async fn ingest(
     t: Arc<Target>,
@@ -302,29 +305,54 @@ async fn ingest(
 ) -> anyhow::Result<()> {
     let (conns, errors, took) = connect_all(&t, first, agents, 2000, true, None).await;
     let up = conns.iter().filter(|c| c.is_some()).count() as u64;
+    let hist = Arc::new(Hist::default());
+    let counters = Arc::new(Counters::default());
+    // One unmeasured exchange per agent first: the broker's first publish to a topic scans
+    // every subscribed filter, a one-time cost per agent topic that is not steady state.
+    let warm: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, c)| Some((k, c?)))
+        .map(|(k, c)| {
+            let (t, path) = (t.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut agent = IngestAgent {
+                    eid: t.eid(first + k),
+                    conn: c,
+                    outstanding: VecDeque::with_capacity(window),
+                };
+                let ok = tokio::time::timeout(WARM_UP_TIMEOUT, agent.warm_up(&t, &path, gate))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                (k, agent, ok)
+            })
+        })
+        .collect();
+    let mut agents = Vec::with_capacity(warm.len());
+    for w in warm {
+        match w.await {
+            Ok((k, agent, true)) => agents.push((k, agent)),
+            _ => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    // Reported after the warm-up, so the gateway's counters start from here.
     emit(&Report::Connected {
         up,
         errors,
         elapsed_ms: took.as_millis() as u64,
     });
-    let hist = Arc::new(Hist::default());
-    let counters = Arc::new(Counters::default());
     let start = Instant::now();
     let end = start + duration;
     // Per agent, one Notify every `interval` when a total rate is asked for.
     let interval = (rate > 0).then(|| Duration::from_secs_f64(up.max(1) as f64 / rate as f64));
     let mut tasks = Vec::new();
-    for (k, c) in conns.into_iter().enumerate() {
-        let Some(c) = c else { continue };
+    for (k, agent) in agents {
         let (t, hist, counters, path) = (t.clone(), hist.clone(), counters.clone(), path.clone());
         // Spread the agents' first sends over one interval so a fixed rate is smooth.
         let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(k as f64 / up.max(1) as f64));
         tasks.push(tokio::spawn(async move {
-            let agent = IngestAgent {
-                eid: t.eid(first + k),
-                conn: c,
-                outstanding: VecDeque::with_capacity(window),
-            };
             if agent
                 .run(
                     &t,
@@ -417,6 +445,23 @@ impl IngestAgent {
                 p = self.conn.read() => self.on_packet(p?, gate, hist, counters),
                 _ = tokio::time::sleep_until(wake) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Sends Notify 0 and waits for its answer, recording nothing.
+    async fn warm_up(&mut self, t: &Target, path: &str, gate: Gate) -> anyhow::Result<()> {
+        let reply = format!("{}/{}", t.agent_prefix, self.eid);
+        let msg = builder::value_change("0", "bench", gate == Gate::NotifyResp, path, "0");
+        let payload = Bytes::from(wrap(&msg, &self.eid, &t.controller_eid).encode_to_vec());
+        let pkid = self.conn.queue_usp(&t.controller_topic, payload, &reply)?;
+        self.outstanding.push_back((0, pkid, Instant::now()));
+        self.conn.flush().await?;
+        let (hist, counters) = (Hist::default(), Counters::default());
+        while !self.outstanding.is_empty() {
+            let p = self.conn.read().await?;
+            self.on_packet(p, gate, &hist, &counters);
+            self.conn.flush().await?;
         }
         Ok(())
     }
