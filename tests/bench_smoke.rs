@@ -74,3 +74,31 @@ async fn every_scenario_reports_non_zero_figures() {
     let targets = r["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 7, "{r:#}");
 }
+
+/// The fault scenario alone, on a gateway that has just started: the rule's blast-radius budget
+/// must count the devices sending events, not an inventory that has not been synced yet (every
+/// repetition after the first used to be suppressed by `max_fleet_fraction` and time out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_to_command_right_after_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspwatch"))
+        .args(["bench", "--smoke", "--scenarios", "fault", "--json"])
+        .arg(&json)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the fault run finishes within 2 minutes")
+        .expect("uspwatch bench output");
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("valid JSON");
+    assert_eq!(num(&r, "fault.timeouts"), 0.0, "{r:#}");
+    assert_eq!(num(&r, "fault.latency.count"), 2.0, "{r:#}");
+}
