@@ -208,6 +208,7 @@ async fn drain_events(
                 Ok(ev) => rules.ingest(&ev),
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    metrics::counter!(uspwatch_rules::metrics::EVENTS_SKIPPED).increment(n);
                     warn!(skipped = n, "rule window fell behind the event stream");
                 }
                 Err(broadcast::error::TryRecvError::Closed) => return,

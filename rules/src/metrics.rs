@@ -3,6 +3,9 @@
 
 /// Counter: events appended to the rule window.
 pub const EVENTS_INGESTED: &str = "uspwatch_rules_events_ingested_total";
+/// Counter: durable events the window never received because its consumer fell behind the
+/// event stream (the binary feeds the window from a bounded broadcast).
+pub const EVENTS_SKIPPED: &str = "uspwatch_rules_events_skipped_total";
 /// Counter: events dropped from the window (aged out or over `max_window_events`).
 pub const EVENTS_EVICTED: &str = "uspwatch_rules_events_evicted_total";
 /// Gauge: events currently in the window.
@@ -37,6 +40,11 @@ pub fn describe() {
     }
     describe_counter!(EVENTS_INGESTED, "Events appended to the rule window");
     describe_counter!(EVENTS_EVICTED, "Events dropped from the rule window");
+    metrics::counter!(EVENTS_SKIPPED).increment(0);
+    describe_counter!(
+        EVENTS_SKIPPED,
+        "Durable events the rule window missed because it fell behind the event stream"
+    );
     describe_gauge!(WINDOW_EVENTS, "Events currently in the rule window");
     describe_gauge!(RULES_LOADED, "Rules loaded");
     describe_histogram!(
