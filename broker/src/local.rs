@@ -59,14 +59,21 @@ impl LinkPublisher {
                 ..PublishProperties::default()
             });
         let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, false);
+        let packet = Packet::Publish(publish, props);
+        let mut tx = self.tx.lock();
+        // The router takes a link's whole queue on each signal. While packets queued earlier
+        // are still waiting, their signal is pending and will carry this one too: a burst of
+        // NotifyResps wakes the router once instead of once per message.
+        {
+            let mut queued = tx.buffer();
+            if !queued.is_empty() {
+                queued.push_back(packet);
+                return Ok(());
+            }
+        }
         // `LinkTx::send` never awaits (it queues and signals the router), so it completes on
         // the first poll.
-        match self
-            .tx
-            .lock()
-            .send(Packet::Publish(publish, props))
-            .now_or_never()
-        {
+        match tx.send(packet).now_or_never() {
             Some(Ok(_)) => Ok(()),
             _ => Err(Error::LinkClosed),
         }

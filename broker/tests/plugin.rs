@@ -143,6 +143,55 @@ async fn controller_link_reaches_v5_and_v311_agents() {
     assert_eq!((p.topic.as_str(), &p.payload), (topic4.as_str(), &get));
 }
 
+/// Publishes from several clones of the controller's publisher at once: queued behind one
+/// router signal, none may be left waiting for a signal that never comes, and each clone's
+/// messages keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_controller_publishes_all_arrive_in_order() {
+    let (b, _t) = broker(|_| {}).await;
+    let (publisher, _link) = controller_link(&b);
+    let eid = "os::00256D-C6";
+    let (c, mut ev) = v5_client(addr(&b, ListenerKind::V5), eid, |_| {}).await;
+    c.subscribe(format!("usp/agent/{eid}"), Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    let _ = until(&mut ev, |e| matches!(e, Ok(P5::SubAck(_)))).await;
+    let (writers, each) = (4, 30);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let p = publisher.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let payload = Bytes::from(format!("{w}:{i}"));
+                    p.publish(&format!("usp/agent/{eid}"), payload, None, None)
+                        .unwrap();
+                    if i % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut next = vec![0; writers];
+    for _ in 0..writers * each {
+        let P5::Publish(p) = until(&mut ev, |e| matches!(e, Ok(P5::Publish(_))))
+            .await
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        let text = String::from_utf8(p.payload.to_vec()).unwrap();
+        let (w, i) = text.split_once(':').unwrap();
+        let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[w], "writer {w} out of order");
+        next[w] += 1;
+    }
+    assert_eq!(next, vec![each; writers]);
+}
+
 #[tokio::test]
 async fn invalid_records_are_acked_quarantined_and_never_delivered() {
     let (b, _t) = broker(|c| c.max_record_size = 2048).await;
