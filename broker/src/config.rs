@@ -203,6 +203,9 @@ impl Default for TopicsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RouterSizing {
     /// Bytes per log segment of an ordinary (agent) filter (default 16 KiB, minimum 1024).
+    /// It also bounds how far an agent may fall behind: once its filter has moved on by
+    /// `max_segment_size × max_segment_count` bytes, older messages not yet delivered to it
+    /// are skipped (an agent retries an unanswered Notify; a command times out).
     pub max_segment_size: usize,
     /// Segments kept per ordinary filter besides the active one (default 2, minimum 1).
     pub max_segment_count: usize,
