@@ -74,6 +74,11 @@ pub struct FleetDevice {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Connected but silent for `stale_ms` or longer.
+fn is_stale(d: &DeviceState, now: i64, stale_ms: i64) -> bool {
+    d.online && d.last_seen_ms.is_none_or(|t| now - t >= stale_ms)
+}
+
 /// The newest value of the parameter whose path ends with `suffix`, else its Boot! value.
 fn param(d: &DeviceState, suffix: &str) -> Option<String> {
     d.latest
@@ -199,7 +204,7 @@ impl Inventory {
                 let device = match st.devices.get(&id) {
                     Some(d) => FleetDevice {
                         online: d.online,
-                        stale: d.online && d.last_seen_ms.is_none_or(|t| now - t >= stale_ms),
+                        stale: is_stale(d, now, stale_ms),
                         last_seen_ms: d.last_seen_ms,
                         software_version: param(d, "DeviceInfo.SoftwareVersion"),
                         model_name: param(d, "DeviceInfo.ModelName"),
@@ -280,13 +285,12 @@ impl Inventory {
             };
         };
         let stale_ms = self.cfg.stale_after.as_millis() as i64;
-        let stale = d.online && d.last_seen_ms.is_none_or(|t| now - t >= stale_ms);
+        let stale = is_stale(d, now, stale_ms);
         let status = match (d.online, stale) {
             (true, false) => DeviceStatus::Online,
             (true, true) => DeviceStatus::Stale,
             (false, _) => DeviceStatus::Offline,
         };
-        let param = |suffix: &str| param(d, suffix);
         Device {
             endpoint_id: id.to_string(),
             status,
@@ -298,8 +302,8 @@ impl Inventory {
             mqtt_version: d.mqtt_version.clone(),
             remote_addr: d.remote_addr.clone(),
             last_disconnect_reason: d.last_disconnect_reason.clone(),
-            software_version: param("DeviceInfo.SoftwareVersion"),
-            model_name: param("DeviceInfo.ModelName"),
+            software_version: param(d, "DeviceInfo.SoftwareVersion"),
+            model_name: param(d, "DeviceInfo.ModelName"),
             last_boot: d.boot.as_ref().map(|b| b.at.clone()),
             labels,
         }
