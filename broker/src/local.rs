@@ -15,6 +15,9 @@ use tracing::debug;
 
 use crate::error::{Error, Result};
 
+/// Most packets queued behind one pending router signal.
+const MAX_RIDING: usize = 1024;
+
 /// One message delivered to a local link, with the MQTT 5 properties it was published with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -63,10 +66,12 @@ impl LinkPublisher {
         let mut tx = self.tx.lock();
         // The router takes a link's whole queue on each signal. While packets queued earlier
         // are still waiting, their signal is pending and will carry this one too: a burst of
-        // NotifyResps wakes the router once instead of once per message.
+        // NotifyResps wakes the router once instead of once per message. Past a bound, every
+        // publish signals again, so a router that falls behind pushes back through its
+        // bounded event channel instead of this queue growing.
         {
             let mut queued = tx.buffer();
-            if !queued.is_empty() {
+            if !queued.is_empty() && queued.len() < MAX_RIDING {
                 queued.push_back(packet);
                 return Ok(());
             }
