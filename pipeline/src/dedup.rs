@@ -133,15 +133,21 @@ mod tests {
         assert!(matches!(d.check("a"), Seen::New(_)));
     }
 
+    /// A first copy of event "e" and a retry of it.
+    fn first_and_retry(d: &mut Dedup) -> (Pending, Waiter) {
+        let Seen::New(first) = d.check("e") else {
+            panic!("the first copy is new")
+        };
+        let Seen::Duplicate(retry) = d.check("e") else {
+            panic!("the second copy is a duplicate")
+        };
+        (first, retry)
+    }
+
     #[tokio::test]
     async fn a_retry_waits_for_the_first_copy() {
         let mut d = Dedup::new(8);
-        let Seen::New(first) = d.check("e") else {
-            panic!()
-        };
-        let Seen::Duplicate(retry) = d.check("e") else {
-            panic!()
-        };
+        let (first, retry) = first_and_retry(&mut d);
         let waiting = tokio::spawn(retry.durable());
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -159,12 +165,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_first_copy_releases_its_retries() {
         let mut d = Dedup::new(8);
-        let Seen::New(first) = d.check("e") else {
-            panic!()
-        };
-        let Seen::Duplicate(retry) = d.check("e") else {
-            panic!()
-        };
+        let (first, retry) = first_and_retry(&mut d);
         drop(first);
         assert!(!retry.durable().await);
         assert!(matches!(d.check("e"), Seen::New(_)));
