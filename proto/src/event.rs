@@ -90,6 +90,9 @@ pub struct Event {
     /// Inventory labels of the device (region, olt, …), added by the pipeline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The management protocol the device spoke: absent for USP, `cwmp` for a TR-069 Inform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 impl Event {
@@ -120,6 +123,7 @@ impl Event {
             command_key: None,
             error: None,
             labels: BTreeMap::new(),
+            protocol: None,
         };
         match n.notification.as_ref()? {
             Notification::Event(ev) => {

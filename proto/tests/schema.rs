@@ -57,6 +57,14 @@ fn events() -> Vec<Event> {
         "-92",
     ));
     labelled.labels = args(&[("olt", "olt-7"), ("region", "eu-west")]);
+    let mut cwmp = event_of(builder::value_change(
+        "m8",
+        "s",
+        true,
+        "Device.DeviceInfo.UpTime",
+        "86400",
+    ));
+    cwmp.protocol = Some("cwmp".into());
     vec![
         event_of(builder::event(
             "m1",
@@ -117,6 +125,7 @@ fn events() -> Vec<Event> {
                 agent_supported_protocol_versions: "1.0,1.1,1.2,1.3".into(),
             }),
         )),
+        cwmp,
     ]
 }
 
@@ -354,6 +363,13 @@ fn wrong_documents_are_refused() {
         "received_at_ms as a float",
         &edited(&failed, |m| {
             drop(m.insert("received_at_ms".into(), json!(1.5)))
+        }),
+    );
+    assert_invalid(
+        &ev,
+        "an unknown protocol",
+        &edited(&failed, |m| {
+            drop(m.insert("protocol".into(), json!("snmp")))
         }),
     );
     assert_invalid(&ev, "not an object", &json!(["event"]));

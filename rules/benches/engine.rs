@@ -121,6 +121,7 @@ fn second_of_events(second: usize) -> Vec<Event> {
                 command_key: None,
                 error: None,
                 labels: BTreeMap::from([("region".to_string(), "north".to_string())]),
+                protocol: None,
             }
         })
         .collect()

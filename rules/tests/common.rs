@@ -59,6 +59,7 @@ pub fn value_change(eid: &str, path: &str, value: &str, ts: i64) -> Event {
         command_key: None,
         error: None,
         labels: BTreeMap::new(),
+        protocol: None,
     }
 }
 

@@ -423,6 +423,7 @@ mod tests {
             command_key: None,
             error: None,
             labels: BTreeMap::new(),
+            protocol: None,
         }
     }
 
