@@ -49,6 +49,8 @@ pub struct PipelineConfig {
     pub kafka: Option<KafkaConfig>,
     pub log: LogConfig,
     pub inventory: InventoryConfig,
+    /// Bulk Data report ingestion.
+    pub bulk_data: crate::BulkDataConfig,
 }
 
 impl PipelineConfig {
@@ -61,6 +63,7 @@ impl PipelineConfig {
         }
         self.log.check(&mut problems);
         self.inventory.check(&mut problems);
+        self.bulk_data.check(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -242,6 +245,8 @@ pub struct KafkaTopics {
     pub commands: String,
     /// Alert state changes. Default `usp.alerts.v1`.
     pub alerts: String,
+    /// Bulk Data samples. Default `usp.telemetry.v1`.
+    pub telemetry: String,
 }
 
 impl Default for KafkaTopics {
@@ -252,18 +257,20 @@ impl Default for KafkaTopics {
             quarantine: "usp.quarantine.v1".into(),
             commands: "usp.commands.v1".into(),
             alerts: "usp.alerts.v1".into(),
+            telemetry: "usp.telemetry.v1".into(),
         }
     }
 }
 
 impl KafkaTopics {
-    fn all(&self) -> [(&'static str, &str); 5] {
+    fn all(&self) -> [(&'static str, &str); 6] {
         [
             ("events", &self.events),
             ("presence", &self.presence),
             ("quarantine", &self.quarantine),
             ("commands", &self.commands),
             ("alerts", &self.alerts),
+            ("telemetry", &self.telemetry),
         ]
     }
 
@@ -276,6 +283,7 @@ impl KafkaTopics {
             T::Quarantine => &self.quarantine,
             T::Commands => &self.commands,
             T::Alerts => &self.alerts,
+            T::Telemetry => &self.telemetry,
         }
     }
 }
@@ -373,6 +381,21 @@ pub struct InventoryConfig {
     pub max_values_per_device: usize,
     /// Recent events remembered per device. Default 32.
     pub recent_events: usize,
+    /// Keep what identifies each device (first/last seen, model, firmware, serial, last boot,
+    /// boot count, provisioning state) across restarts. Default true.
+    pub persist: bool,
+    /// The state file. Default `inventory.json` in the event log directory (`log.dir`).
+    pub state_file: Option<PathBuf>,
+    /// How often the state file is rewritten when something changed (and once at shutdown).
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub persist_interval: Duration,
+    /// An offline device unseen for this long is forgotten. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub evict_after: Duration,
+    /// Most devices remembered; beyond it the longest-unseen offline devices are forgotten
+    /// first (connected ones never). Default 250,000.
+    pub max_devices: usize,
 }
 
 impl Default for InventoryConfig {
@@ -382,6 +405,11 @@ impl Default for InventoryConfig {
             stale_after: Duration::from_secs(15 * 60),
             max_values_per_device: 256,
             recent_events: 32,
+            persist: true,
+            state_file: None,
+            persist_interval: Duration::from_secs(30),
+            evict_after: Duration::from_secs(30 * 24 * 3600),
+            max_devices: 250_000,
         }
     }
 }
@@ -391,6 +419,22 @@ impl InventoryConfig {
         if self.stale_after.is_zero() {
             p.push("inventory.stale_after: must be > 0".into());
         }
+        if self.persist_interval.is_zero() {
+            p.push("inventory.persist_interval: must be > 0".into());
+        }
+        if self.evict_after.is_zero() {
+            p.push("inventory.evict_after: must be > 0".into());
+        }
+        if self.max_devices == 0 {
+            p.push("inventory.max_devices: must be > 0".into());
+        }
+    }
+
+    /// Where the state file lives (`state_file`, else beside the event log).
+    pub fn state_path(&self, log: &LogConfig) -> PathBuf {
+        self.state_file
+            .clone()
+            .unwrap_or_else(|| log.dir.join("inventory.json"))
     }
 }
 

@@ -40,6 +40,7 @@ type OperationKey = (String, String);
 /// State shared by the inbound loop, the request API and the pipeline handle.
 pub(crate) struct Core {
     pub(crate) cfg: ControllerConfig,
+    pub(crate) bulk: crate::BulkDataConfig,
     pub(crate) own_topic: String,
     pub(crate) mtp: Arc<dyn Mtp>,
     pub(crate) sink: Arc<dyn Sink>,
@@ -64,6 +65,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cfg: ControllerConfig,
+        bulk: crate::BulkDataConfig,
         mtp: Arc<dyn Mtp>,
         sink: Arc<dyn Sink>,
         inventory: Inventory,
@@ -78,6 +80,7 @@ impl Core {
             msg_prefix: format!("uspwatch-{:x}", now_ms()),
             msg_counter: AtomicU64::new(0),
             cfg,
+            bulk,
             mtp,
             sink,
             inventory,

@@ -53,6 +53,13 @@ pub enum Error {
     /// The same msg_id is already waiting for a response.
     #[error("a request with msg_id {0} is already pending")]
     DuplicateRequest(String),
+    /// A Bulk Data report was refused (and quarantined); nothing of it was stored.
+    #[error("Bulk Data report from {endpoint_id} refused: {source}")]
+    BulkData {
+        endpoint_id: String,
+        #[source]
+        source: uspwatch_bulkdata::Error,
+    },
     /// A record could not be serialised.
     #[error("could not encode record: {0}")]
     Encode(String),

@@ -1,26 +1,45 @@
 //! Inventory and presence: what we know about each device, from the inventory file
 //! (static labels), presence events (connect/disconnect) and its notifications (Boot!,
-//! OnBoardRequest, values).
+//! OnBoardRequest, values, Bulk Data samples).
+//!
+//! What identifies a device (first/last seen, model, firmware, serial, last boot, boot count,
+//! provisioning state) survives restarts through a state file (`persist`); latest values and
+//! recent events are rebuilt from traffic. Devices offline for `evict_after`, and the oldest
+//! offline ones beyond `max_devices`, are forgotten so the map stays bounded.
 
 mod file;
+mod persist;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uspwatch_proto::{Event, EventKind, PresenceEvent, PresenceState, rfc3339_millis};
 
 use crate::config::InventoryConfig;
 use crate::error::Result;
 
 pub(crate) use file::Labels;
+pub(crate) use persist::run as run_persist;
+
+/// The exact parameter paths inventory fields are read from. Matching a suffix instead would
+/// let a device shadow them with any parameter whose path ends the same way.
+pub const MODEL_NAME_PATH: &str = "Device.DeviceInfo.ModelName";
+/// See [`MODEL_NAME_PATH`].
+pub const SOFTWARE_VERSION_PATH: &str = "Device.DeviceInfo.SoftwareVersion";
+/// See [`MODEL_NAME_PATH`].
+pub const SERIAL_NUMBER_PATH: &str = "Device.DeviceInfo.SerialNumber";
 
 /// Shared, cheaply cloned view of the fleet.
 #[derive(Clone)]
 pub struct Inventory {
     cfg: Arc<InventoryConfig>,
     state: Arc<RwLock<State>>,
+    /// Set by every change worth saving; cleared by the state file writer.
+    dirty: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -33,13 +52,19 @@ struct State {
 struct DeviceState {
     online: bool,
     connected_since_ms: Option<i64>,
+    first_seen_ms: Option<i64>,
     last_seen_ms: Option<i64>,
     mqtt_version: Option<String>,
     client_id: Option<String>,
     remote_addr: Option<String>,
     last_disconnect_reason: Option<String>,
     boot: Option<BootInfo>,
+    boot_count: u64,
     onboard: Option<OnBoardInfo>,
+    model_name: Option<String>,
+    software_version: Option<String>,
+    serial_number: Option<String>,
+    provisioning: Option<Provisioning>,
     latest: HashMap<String, LatestValue>,
     latest_order: VecDeque<String>,
     recent: VecDeque<Arc<Event>>,
@@ -79,22 +104,6 @@ fn is_stale(d: &DeviceState, now: i64, stale_ms: i64) -> bool {
     d.online && d.last_seen_ms.is_none_or(|t| now - t >= stale_ms)
 }
 
-/// The newest value of the parameter whose path ends with `suffix`, else its Boot! value.
-fn param(d: &DeviceState, suffix: &str) -> Option<String> {
-    d.latest
-        .iter()
-        .find(|(k, _)| k.ends_with(suffix))
-        .map(|(_, v)| v.value.clone())
-        .or_else(|| {
-            d.boot.as_ref().and_then(|b| {
-                b.parameters
-                    .iter()
-                    .find(|(k, _)| k.ends_with(suffix))
-                    .map(|(_, v)| v.clone())
-            })
-        })
-}
-
 /// One device in the fleet overview.
 #[derive(Debug, Clone, Serialize)]
 pub struct Device {
@@ -110,12 +119,29 @@ pub struct Device {
     pub last_disconnect_reason: Option<String>,
     pub software_version: Option<String>,
     pub model_name: Option<String>,
+    pub serial_number: Option<String>,
+    pub first_seen: Option<String>,
     pub last_boot: Option<String>,
+    /// Boot! events received since the device was first seen.
+    pub boot_count: u64,
+    pub provisioning: Option<Provisioning>,
     pub labels: BTreeMap<String, String>,
 }
 
+/// Where provisioning of a device stands, as the provisioning engine last set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provisioning {
+    /// `provisioned`, `pending`, `partial` or `failed`.
+    pub state: String,
+    /// Why it is `partial` or `failed` (e.g. the USP error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When the state was set, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
 /// The last `Device.Boot!` event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootInfo {
     pub at: String,
     pub cause: Option<String>,
@@ -127,7 +153,7 @@ pub struct BootInfo {
 }
 
 /// The last OnBoardRequest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnBoardInfo {
     pub at: String,
     pub oui: String,
@@ -155,7 +181,7 @@ pub struct DeviceDetail {
 }
 
 impl Inventory {
-    /// Loads the inventory file, if configured.
+    /// Loads the inventory (labels) file, if configured; no saved state.
     pub fn load(cfg: &InventoryConfig) -> Result<Inventory> {
         let labels = match &cfg.file {
             Some(p) => file::load(p)?,
@@ -167,7 +193,75 @@ impl Inventory {
                 labels,
                 devices: HashMap::new(),
             })),
+            dirty: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Loads the labels file and the devices saved in `state_file` (every one offline until
+    /// it reconnects), then forgets those past `evict_after` or `max_devices`.
+    pub fn open(cfg: &InventoryConfig, state_file: &std::path::Path) -> Result<Inventory> {
+        let inv = Inventory::load(cfg)?;
+        let saved = persist::load(state_file)?;
+        {
+            let mut st = inv.state.write();
+            for s in saved {
+                let (id, d) = s.into_state();
+                st.devices.insert(id, d);
+            }
+        }
+        inv.evict(crate::now_ms());
+        Ok(inv)
+    }
+
+    /// Records the provisioning state of a device (known to the inventory or not yet).
+    pub fn set_provisioning(&self, endpoint_id: &str, p: Provisioning) {
+        let mut st = self.state.write();
+        if let Some(d) = device_mut(&mut st.devices, endpoint_id) {
+            d.first_seen_ms.get_or_insert(p.at_ms);
+            d.provisioning = Some(p);
+        }
+        self.changed();
+    }
+
+    /// Forgets offline devices unseen for `evict_after`, then the longest-unseen offline
+    /// devices beyond `max_devices`. Connected devices are never forgotten. Returns how many
+    /// were removed.
+    pub fn evict(&self, now_ms: i64) -> usize {
+        let max_age = i64::try_from(self.cfg.evict_after.as_millis()).unwrap_or(i64::MAX);
+        let mut st = self.state.write();
+        let before = st.devices.len();
+        let seen = |d: &DeviceState| d.last_seen_ms.or(d.first_seen_ms).unwrap_or(i64::MIN);
+        st.devices
+            .retain(|_, d| d.online || now_ms.saturating_sub(seen(d)) < max_age);
+        let excess = st.devices.len().saturating_sub(self.cfg.max_devices);
+        if excess > 0 {
+            let mut offline: Vec<(i64, String)> = st
+                .devices
+                .iter()
+                .filter(|(_, d)| !d.online)
+                .map(|(id, d)| (seen(d), id.clone()))
+                .collect();
+            offline.sort_unstable();
+            for (_, id) in offline.into_iter().take(excess) {
+                st.devices.remove(&id);
+            }
+        }
+        let removed = before - st.devices.len();
+        drop(st);
+        if removed > 0 {
+            metrics::counter!(crate::metrics::INVENTORY_EVICTED).increment(removed as u64);
+            self.changed();
+        }
+        removed
+    }
+
+    fn changed(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether anything changed since the last call (the state file writer asks).
+    pub(crate) fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::Relaxed)
     }
 
     /// Every device known from the file or from traffic, ordered by Endpoint ID.
@@ -206,8 +300,8 @@ impl Inventory {
                         online: d.online,
                         stale: is_stale(d, now, stale_ms),
                         last_seen_ms: d.last_seen_ms,
-                        software_version: param(d, "DeviceInfo.SoftwareVersion"),
-                        model_name: param(d, "DeviceInfo.ModelName"),
+                        software_version: d.software_version.clone(),
+                        model_name: d.model_name.clone(),
                         labels,
                         endpoint_id: id,
                     },
@@ -280,7 +374,11 @@ impl Inventory {
                 last_disconnect_reason: None,
                 software_version: None,
                 model_name: None,
+                serial_number: None,
+                first_seen: None,
                 last_boot: None,
+                boot_count: 0,
+                provisioning: None,
                 labels,
             };
         };
@@ -302,18 +400,24 @@ impl Inventory {
             mqtt_version: d.mqtt_version.clone(),
             remote_addr: d.remote_addr.clone(),
             last_disconnect_reason: d.last_disconnect_reason.clone(),
-            software_version: param(d, "DeviceInfo.SoftwareVersion"),
-            model_name: param(d, "DeviceInfo.ModelName"),
+            software_version: d.software_version.clone(),
+            model_name: d.model_name.clone(),
+            serial_number: d.serial_number.clone(),
+            first_seen: d.first_seen_ms.map(rfc3339_millis),
             last_boot: d.boot.as_ref().map(|b| b.at.clone()),
+            boot_count: d.boot_count,
+            provisioning: d.provisioning.clone(),
             labels,
         }
     }
 
     pub(crate) fn on_presence(&self, p: &PresenceEvent) {
+        self.changed();
         let mut st = self.state.write();
         let d = st.devices.entry(p.endpoint_id.clone()).or_default();
         match p.state {
             PresenceState::Connected => {
+                d.first_seen_ms.get_or_insert(p.at_ms);
                 d.online = true;
                 d.connected_since_ms = Some(p.at_ms);
                 d.last_seen_ms = Some(p.at_ms);
@@ -331,10 +435,12 @@ impl Inventory {
 
     /// Any record from the device: it is alive.
     pub(crate) fn touch(&self, endpoint_id: &str, at_ms: i64, mqtt_version: Option<&str>) {
+        self.changed();
         let mut st = self.state.write();
         let Some(d) = device_mut(&mut st.devices, endpoint_id) else {
             return;
         };
+        d.first_seen_ms.get_or_insert(at_ms);
         d.last_seen_ms = Some(at_ms);
         if !d.online {
             // Traffic proves a connection even if its presence event went missing.
@@ -350,6 +456,7 @@ impl Inventory {
 
     /// A DisconnectRecord from the device.
     pub(crate) fn disconnected(&self, endpoint_id: &str, reason: &str) {
+        self.changed();
         let mut st = self.state.write();
         if let Some(d) = st.devices.get_mut(endpoint_id) {
             d.online = false;
@@ -360,13 +467,15 @@ impl Inventory {
 
     pub(crate) fn on_event(&self, e: &Arc<Event>) {
         let (max_values, max_recent) = (self.cfg.max_values_per_device, self.cfg.recent_events);
+        self.changed();
         let mut st = self.state.write();
         let Some(d) = device_mut(&mut st.devices, &e.endpoint_id) else {
             return;
         };
         match e.kind {
-            EventKind::ValueChange => {
+            EventKind::ValueChange | EventKind::Sample => {
                 if let Some(v) = &e.value {
+                    d.learn(&e.path, v);
                     let fresh = d
                         .latest
                         .insert(
@@ -388,10 +497,18 @@ impl Inventory {
                 }
             }
             EventKind::Event if e.name.as_deref() == Some("Boot!") => {
-                d.boot = Some(boot_info(e));
+                let boot = boot_info(e);
+                for (path, value) in &boot.parameters {
+                    d.learn(path, value);
+                }
+                d.boot = Some(boot);
+                d.boot_count = d.boot_count.saturating_add(1);
             }
             EventKind::OnBoardRequest => {
                 let arg = |k: &str| e.args.get(k).cloned().unwrap_or_default();
+                if let Some(sn) = e.args.get("serial_number").filter(|s| !s.is_empty()) {
+                    d.serial_number = Some(sn.clone());
+                }
                 d.onboard = Some(OnBoardInfo {
                     at: e.received_at.clone(),
                     oui: arg("oui"),
@@ -402,9 +519,29 @@ impl Inventory {
             }
             _ => {}
         }
+        // Samples arrive by the hundred per report; they would push the notifications an
+        // operator looks for out of the short recent list.
+        if e.kind == EventKind::Sample {
+            return;
+        }
         d.recent.push_back(e.clone());
         while d.recent.len() > max_recent {
             d.recent.pop_front();
+        }
+    }
+}
+
+impl DeviceState {
+    /// Takes an inventory field from a reported value, by exact path only.
+    fn learn(&mut self, path: &str, value: &str) {
+        let slot = match path {
+            MODEL_NAME_PATH => &mut self.model_name,
+            SOFTWARE_VERSION_PATH => &mut self.software_version,
+            SERIAL_NUMBER_PATH => &mut self.serial_number,
+            _ => return,
+        };
+        if slot.as_deref() != Some(value) {
+            *slot = Some(value.to_string());
         }
     }
 }
@@ -508,6 +645,99 @@ mod tests {
         inv.disconnected("os::00256D-1", "bye");
         assert_eq!(inv.snapshot()[0].status, DeviceStatus::Offline);
         assert!(inv.get("os::00256D-9").is_none());
+    }
+
+    #[test]
+    fn a_lookalike_path_does_not_shadow_inventory_fields() {
+        let inv = Inventory::load(&InventoryConfig::default()).unwrap();
+        let now = crate::now_ms();
+        inv.touch("os::00256D-1", now, None);
+        let args = BTreeMap::from([(
+            "ParameterMap".to_string(),
+            r#"{"Device.DeviceInfo.SoftwareVersion":"2.1","Device.DeviceInfo.ModelName":"X1"}"#
+                .to_string(),
+        )]);
+        inv.on_event(&event(
+            &builder::event("m1", "s", true, "Device.", "Boot!", args),
+            now,
+        ));
+        for (i, path) in [
+            "Device.X_EVIL.DeviceInfo.SoftwareVersion",
+            "Device.Evil.DeviceInfo.ModelName",
+            "DeviceInfo.SoftwareVersion",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            inv.on_event(&event(
+                &builder::value_change(&format!("v{i}"), "s", true, path, "9.9-evil"),
+                now,
+            ));
+        }
+        let d = inv.get("os::00256D-1").unwrap().device;
+        assert_eq!(d.software_version.as_deref(), Some("2.1"));
+        assert_eq!(d.model_name.as_deref(), Some("X1"));
+        let f = &inv.fleet()[0];
+        assert_eq!(f.software_version.as_deref(), Some("2.1"));
+        assert_eq!(f.model_name.as_deref(), Some("X1"));
+        // The exact path still updates it.
+        inv.on_event(&event(
+            &builder::value_change("v9", "s", true, SOFTWARE_VERSION_PATH, "2.2"),
+            now,
+        ));
+        assert_eq!(
+            inv.get("os::00256D-1")
+                .unwrap()
+                .device
+                .software_version
+                .as_deref(),
+            Some("2.2")
+        );
+    }
+
+    #[test]
+    fn offline_devices_are_evicted_by_age_then_by_count() {
+        let inv = Inventory::load(&InventoryConfig {
+            evict_after: Duration::from_secs(3600),
+            max_devices: 3,
+            ..InventoryConfig::default()
+        })
+        .unwrap();
+        let now = crate::now_ms();
+        let connect = |eid: &str, at: i64| {
+            inv.on_presence(&PresenceEvent {
+                endpoint_id: eid.into(),
+                state: PresenceState::Connected,
+                reason: "connect".into(),
+                mqtt_version: "5".into(),
+                client_id: "c".into(),
+                remote_addr: None,
+                at: rfc3339_millis(at),
+                at_ms: at,
+            })
+        };
+        // Online for long, never evicted; offline and old, evicted by age.
+        connect("os::00256D-online", now - 7_200_000);
+        connect("os::00256D-old", now - 7_200_000);
+        inv.disconnected("os::00256D-old", "bye");
+        for (i, age) in [300_000, 200_000, 100_000].into_iter().enumerate() {
+            let eid = format!("os::00256D-recent{i}");
+            connect(&eid, now - age);
+            inv.disconnected(&eid, "bye");
+        }
+        assert_eq!(inv.snapshot().len(), 5);
+        // 1 by age, then 1 more (the longest unseen offline one) to get down to 3.
+        assert_eq!(inv.evict(now), 2);
+        let left: Vec<String> = inv.snapshot().into_iter().map(|d| d.endpoint_id).collect();
+        assert_eq!(
+            left,
+            [
+                "os::00256D-online",
+                "os::00256D-recent1",
+                "os::00256D-recent2"
+            ]
+        );
+        assert_eq!(inv.evict(now), 0);
     }
 
     #[test]

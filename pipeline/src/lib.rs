@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bulkdata;
 mod config;
 mod controller;
 mod dedup;
@@ -37,6 +38,7 @@ mod pipeline;
 mod sink;
 mod spool;
 
+pub use bulkdata::{BulkDataConfig, BulkReport};
 pub use config::{
     ControllerConfig, FsyncPolicy, InventoryConfig, KafkaConfig, KafkaTopics, LogConfig,
     PipelineConfig, RetentionConfig,
@@ -44,7 +46,8 @@ pub use config::{
 pub use controller::{CommandResult, Controller};
 pub use error::{Error, Result};
 pub use inventory::{
-    BootInfo, Device, DeviceDetail, DeviceStatus, FleetDevice, Inventory, LatestValue, OnBoardInfo,
+    BootInfo, Device, DeviceDetail, DeviceStatus, FleetDevice, Inventory, LatestValue,
+    MODEL_NAME_PATH, OnBoardInfo, Provisioning, SERIAL_NUMBER_PATH, SOFTWARE_VERSION_PATH,
 };
 pub use pipeline::{Pipeline, PipelineStats};
 pub use sink::RecordTopic;

@@ -1,5 +1,5 @@
 //! Metric names of the pipeline. Labels are bounded: `record_type`, `kind`, `reason`,
-//! `store`, `stream` (the five logical record streams), `command`, `outcome`.
+//! `store`, `stream` (the six logical record streams), `command`, `outcome`.
 
 /// Counter, labels `record_type`: USP Records received from the MQTT link.
 pub const RECORDS_RECEIVED: &str = "uspwatch_pipeline_records_received_total";
@@ -46,15 +46,39 @@ pub const REQUEST_SECONDS: &str = "uspwatch_pipeline_request_seconds";
 /// Counter: responses that matched no pending request (late or unknown msg_id).
 pub const UNMATCHED_RESPONSES: &str = "uspwatch_pipeline_unmatched_responses_total";
 
+/// Counter: devices forgotten by the inventory (offline past `evict_after`, or beyond
+/// `max_devices`).
+pub const INVENTORY_EVICTED: &str = "uspwatch_pipeline_inventory_evicted_total";
+
+/// Counter, labels `source` (`usp_push`, `mqtt`, `http`): Bulk Data samples made durable.
+pub const SAMPLES: &str = "uspwatch_pipeline_bulkdata_samples_total";
+/// Counter, labels `source`, `reason` (`bulk_data_malformed`, `bulk_data_too_large`): Bulk
+/// Data reports refused and quarantined.
+pub const BULK_DATA_REJECTED: &str = "uspwatch_pipeline_bulkdata_rejected_total";
+
 /// Registers the description of every metric above.
 /// Registers descriptions and creates the bounded series at zero, so dashboards and `rate()`
 /// see a series before the first event of its kind.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    let streams = ["events", "presence", "quarantine", "commands", "alerts"];
+    let streams = [
+        "events",
+        "presence",
+        "quarantine",
+        "commands",
+        "alerts",
+        "telemetry",
+    ];
     for stream in streams {
         metrics::counter!(RECORDS_WRITTEN, "stream" => stream).increment(0);
         metrics::counter!(RECORDS_DROPPED, "stream" => stream).increment(0);
+    }
+    for source in ["usp_push", "mqtt", "http"] {
+        metrics::counter!(SAMPLES, "source" => source).increment(0);
+        for reason in ["bulk_data_malformed", "bulk_data_too_large"] {
+            metrics::counter!(BULK_DATA_REJECTED, "source" => source, "reason" => reason)
+                .increment(0);
+        }
     }
     for reason in ["sink_failed", "publish_failed"] {
         metrics::counter!(NOTIFY_UNACKED, "reason" => reason).increment(0);
@@ -69,6 +93,7 @@ pub fn describe() {
         LOG_CORRUPT,
         LOG_FSYNCS,
         UNMATCHED_RESPONSES,
+        INVENTORY_EVICTED,
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -108,4 +133,13 @@ pub fn describe() {
     describe_counter!(REQUESTS, "Requests sent to agents, by outcome");
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request round trip");
     describe_counter!(UNMATCHED_RESPONSES, "Responses matching no pending request");
+    describe_counter!(SAMPLES, "Bulk Data samples made durable");
+    describe_counter!(
+        BULK_DATA_REJECTED,
+        "Bulk Data reports refused and quarantined"
+    );
+    describe_counter!(
+        INVENTORY_EVICTED,
+        "Devices forgotten by the inventory (offline too long, or over max_devices)"
+    );
 }

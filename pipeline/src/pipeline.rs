@@ -80,8 +80,20 @@ impl Pipeline {
         shutdown: CancellationToken,
     ) -> Result<Pipeline> {
         config.validate()?;
-        let inventory = Inventory::load(&config.inventory)?;
         let mut tasks = Vec::new();
+        let inventory = if config.inventory.persist {
+            let path = config.inventory.state_path(&config.log);
+            let inv = Inventory::open(&config.inventory, &path)?;
+            tasks.push(tokio::spawn(crate::inventory::run_persist(
+                inv.clone(),
+                path,
+                config.inventory.persist_interval,
+                shutdown.clone(),
+            )));
+            inv
+        } else {
+            Inventory::load(&config.inventory)?
+        };
         let keep_from = if config.kafka.is_some() { 0 } else { u64::MAX };
         let log_cfg = config.log.clone();
         let (log, log_task) = tokio::task::spawn_blocking({
@@ -108,6 +120,7 @@ impl Pipeline {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core::new(
             config.controller.clone(),
+            config.bulk_data.clone(),
             mtp,
             sink.clone(),
             inventory,
@@ -185,6 +198,21 @@ impl Pipeline {
             at_ms: now_ms(),
         };
         self.core.sink.enqueue(rec).await?.await.map(|_| ())
+    }
+
+    /// Ingests a Bulk Data report from MQTT or HTTP: decodes it whole, writes its samples
+    /// (`usp.telemetry.v1` or the embedded log) and returns their number once all are durable;
+    /// then they reach the inventory and the rule window. A malformed report is quarantined
+    /// and refused with [`Error::BulkData`]; nothing of it is stored.
+    pub async fn ingest_report(&self, report: crate::BulkReport) -> Result<usize> {
+        let now = now_ms();
+        let id = crate::bulkdata::report_id(&report, now);
+        let samples = self.core.decode_report(&report, &id, now)?;
+        let acks = self.core.enqueue_samples(&samples).await?;
+        crate::bulkdata::all_durable(acks).await?;
+        let n = samples.len();
+        self.core.samples_durable(samples);
+        Ok(n)
     }
 
     /// Counters.

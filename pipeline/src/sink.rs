@@ -29,6 +29,8 @@ pub enum RecordTopic {
     Commands,
     /// Alert state changes (`usp.alerts.v1`).
     Alerts,
+    /// Bulk Data samples (`usp.telemetry.v1`).
+    Telemetry,
 }
 
 impl RecordTopic {
@@ -40,6 +42,7 @@ impl RecordTopic {
             RecordTopic::Quarantine => "quarantine",
             RecordTopic::Commands => "commands",
             RecordTopic::Alerts => "alerts",
+            RecordTopic::Telemetry => "telemetry",
         }
     }
 
@@ -51,6 +54,7 @@ impl RecordTopic {
             RecordTopic::Quarantine => uspwatch_proto::QUARANTINE_SCHEMA,
             RecordTopic::Commands => "usp.command.v1",
             RecordTopic::Alerts => "usp.alert.v1",
+            RecordTopic::Telemetry => uspwatch_proto::TELEMETRY_SCHEMA,
         }
     }
 
@@ -61,6 +65,7 @@ impl RecordTopic {
             RecordTopic::Quarantine => 3,
             RecordTopic::Commands => 4,
             RecordTopic::Alerts => 5,
+            RecordTopic::Telemetry => 6,
         }
     }
 
@@ -71,6 +76,7 @@ impl RecordTopic {
             3 => RecordTopic::Quarantine,
             4 => RecordTopic::Commands,
             5 => RecordTopic::Alerts,
+            6 => RecordTopic::Telemetry,
             _ => return None,
         })
     }

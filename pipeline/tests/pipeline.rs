@@ -2,6 +2,7 @@
 //! librdkafka's mock cluster (a real Kafka-protocol broker in this process) plays Kafka.
 
 mod pipeline {
+    pub mod bulkdata;
     pub mod crash;
     pub mod kafka;
     pub mod log_store;

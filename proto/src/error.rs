@@ -106,11 +106,15 @@ pub enum Reason {
     InvalidReplyTo,
     InvalidEndpointId,
     InvalidCommand,
+    /// A Bulk Data report (Push! Data, MQTT or HTTP) that does not decode.
+    BulkDataMalformed,
+    /// A Bulk Data report over the byte or value limit.
+    BulkDataTooLarge,
 }
 
 impl Reason {
     /// Every reason, for pre-registering metric series and for documentation.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::TooLarge,
         Reason::Undecodable,
         Reason::NoRecordType,
@@ -139,6 +143,8 @@ impl Reason {
         Reason::InvalidReplyTo,
         Reason::InvalidEndpointId,
         Reason::InvalidCommand,
+        Reason::BulkDataMalformed,
+        Reason::BulkDataTooLarge,
     ];
 
     /// Stable snake_case name.
@@ -172,6 +178,8 @@ impl Reason {
             Reason::InvalidReplyTo => "invalid_reply_to",
             Reason::InvalidEndpointId => "invalid_endpoint_id",
             Reason::InvalidCommand => "invalid_command",
+            Reason::BulkDataMalformed => "bulk_data_malformed",
+            Reason::BulkDataTooLarge => "bulk_data_too_large",
         }
     }
 
@@ -203,7 +211,9 @@ impl Reason {
             Reason::WrongContentType
             | Reason::MissingReplyTo
             | Reason::InvalidReplyTo
-            | Reason::InvalidEndpointId => None,
+            | Reason::InvalidEndpointId
+            | Reason::BulkDataMalformed
+            | Reason::BulkDataTooLarge => None,
         }
     }
 }

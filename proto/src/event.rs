@@ -26,6 +26,9 @@ pub enum EventKind {
     ObjectDeletion,
     OperationComplete,
     OnBoardRequest,
+    /// A Bulk Data [`crate::Sample`] as a row of the rule tables ([`crate::Sample::to_event`]).
+    /// Never written to `usp.events.v1`: samples have their own stream.
+    Sample,
 }
 
 impl EventKind {
@@ -38,6 +41,7 @@ impl EventKind {
             EventKind::ObjectDeletion => "object_deletion",
             EventKind::OperationComplete => "operation_complete",
             EventKind::OnBoardRequest => "on_board_request",
+            EventKind::Sample => "sample",
         }
     }
 }

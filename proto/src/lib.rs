@@ -11,7 +11,8 @@
 //! - [`builder`] makes the Msgs a Controller (and a test Agent) sends, and [`wrap`] puts a Msg
 //!   in a `NoSessionContext` Record;
 //! - [`mqtt`] holds the MQTT binding rules (content types, the 3.1.1 `/reply-to=` suffix);
-//! - [`Event`] is the canonical notification that becomes one Kafka message;
+//! - [`Event`] is the canonical notification that becomes one Kafka message; [`Sample`] is
+//!   one Bulk Data value (`usp.telemetry.v1`);
 //! - [`Command`] is the serialisable request a rule, the HTTP API or a remediation job asks for.
 //!
 //! ```
@@ -33,6 +34,7 @@ mod error;
 mod event;
 pub mod json;
 pub mod mqtt;
+mod sample;
 pub mod schema;
 mod time;
 
@@ -61,6 +63,7 @@ pub use event::{
     QUARANTINE_SCHEMA, QuarantineEvent,
 };
 pub use prost::Message;
+pub use sample::{Sample, SampleSource, TELEMETRY_SCHEMA};
 pub use time::rfc3339_millis;
 
 /// The USP version this crate writes into Records it builds.

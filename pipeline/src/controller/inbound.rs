@@ -183,7 +183,14 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             return;
         }
     };
-    let ack = match core.sink.enqueue(out).await {
+    // A Push! carries a Bulk Data report: its samples are stored with the event, and the
+    // NotifyResp waits for both.
+    let samples = core.push_samples(&event);
+    let enqueued = match core.sink.enqueue(out).await {
+        Ok(a) => core.enqueue_samples(&samples).await.map(|s| (a, s)),
+        Err(e) => Err(e),
+    };
+    let (ack, sample_acks) = match enqueued {
         Ok(a) => a,
         Err(e) => {
             warn!(endpoint_id = %event.endpoint_id, msg_id = %event.msg_id, error = %e, "event not stored; the agent will retry");
@@ -197,6 +204,10 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
     core.complete(async move {
         let core = core2;
         let stored = ack.await;
+        let stored = match crate::bulkdata::all_durable(sample_acks).await {
+            Ok(()) => stored,
+            Err(e) => Err(e),
+        };
         release(&core);
         drop(permit);
         match stored {
@@ -215,6 +226,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
                     send_notify_resp(&core, &ev, &route).await;
                 }
                 let _ = core.events_tx.send(ev);
+                core.samples_durable(samples);
             }
             Err(e) => {
                 done.finish(false);

@@ -45,6 +45,13 @@ impl LogReader {
         Ok(Self::new(Arc::new(Mutex::new(segs)), 0))
     }
 
+    /// A reader over a log directory from `from_seq`. It sees the segments as they are now:
+    /// a tool following a live log opens a new one to see what was written since.
+    pub fn open_from(dir: &Path, from_seq: u64) -> Result<Self> {
+        let segs = super::list_segments(dir)?;
+        Ok(Self::new(Arc::new(Mutex::new(segs)), from_seq))
+    }
+
     /// The sequence number of the next record to read.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
