@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::Serialize;
+use uspwatch_proto::time::millis;
 use uspwatch_proto::{Event, EventKind, PresenceEvent, PresenceState, rfc3339_millis};
 
 use crate::config::InventoryConfig;
@@ -188,7 +189,7 @@ impl Inventory {
     /// milliseconds at 20,000 devices, and every Notify waits on it to record its device.
     pub fn fleet(&self) -> Vec<FleetDevice> {
         let now = crate::now_ms();
-        let stale_ms = self.cfg.stale_after.as_millis() as i64;
+        let stale_ms = millis(self.cfg.stale_after);
         let mut ids: Vec<String> = {
             let st = self.state.read();
             st.devices.keys().chain(st.labels.keys()).cloned().collect()
@@ -284,7 +285,7 @@ impl Inventory {
                 labels,
             };
         };
-        let stale_ms = self.cfg.stale_after.as_millis() as i64;
+        let stale_ms = millis(self.cfg.stale_after);
         let stale = is_stale(d, now, stale_ms);
         let status = match (d.online, stale) {
             (true, false) => DeviceStatus::Online,
