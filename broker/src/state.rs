@@ -63,9 +63,4 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use uspwatch_proto::time::now_ms;

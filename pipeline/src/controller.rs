@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 use uspwatch_proto::pb::usp::{Msg, body, response};
+use uspwatch_proto::time::millis_u64;
 use uspwatch_proto::{Command, Event, Message, mqtt, wrap};
 
 use crate::config::ControllerConfig;
@@ -293,10 +294,7 @@ impl Controller {
             let mut rec = with_phase(&base, "outcome", Some(outcome));
             if let (Some(o), Value::Object(e)) = (rec.as_object_mut(), extra) {
                 o.extend(e);
-                o.insert(
-                    "duration_ms".into(),
-                    json!(started.elapsed().as_millis() as u64),
-                );
+                o.insert("duration_ms".into(), json!(millis_u64(started.elapsed())));
             }
             core.side_record(RecordTopic::Commands, endpoint_id, "outcome", &rec);
             metrics::counter!(m::REQUESTS, "command" => kind, "outcome" => outcome).increment(1);
@@ -318,7 +316,7 @@ impl Controller {
             ok,
             operation_complete: oc,
             command_key: op_key.clone(),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: millis_u64(started.elapsed()),
         };
         if !wants_resp {
             finish("ok", json!({}));

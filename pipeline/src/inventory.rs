@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use uspwatch_proto::time::millis;
 use uspwatch_proto::{Event, EventKind, PresenceEvent, PresenceState, rfc3339_millis};
 
 use crate::config::InventoryConfig;
@@ -227,7 +228,7 @@ impl Inventory {
     /// devices beyond `max_devices`. Connected devices are never forgotten. Returns how many
     /// were removed.
     pub fn evict(&self, now_ms: i64) -> usize {
-        let max_age = i64::try_from(self.cfg.evict_after.as_millis()).unwrap_or(i64::MAX);
+        let max_age = millis(self.cfg.evict_after);
         let mut st = self.state.write();
         let before = st.devices.len();
         let seen = |d: &DeviceState| d.last_seen_ms.or(d.first_seen_ms).unwrap_or(i64::MIN);
@@ -282,7 +283,7 @@ impl Inventory {
     /// milliseconds at 20,000 devices, and every Notify waits on it to record its device.
     pub fn fleet(&self) -> Vec<FleetDevice> {
         let now = crate::now_ms();
-        let stale_ms = self.cfg.stale_after.as_millis() as i64;
+        let stale_ms = millis(self.cfg.stale_after);
         let mut ids: Vec<String> = {
             let st = self.state.read();
             st.devices.keys().chain(st.labels.keys()).cloned().collect()
@@ -382,7 +383,7 @@ impl Inventory {
                 labels,
             };
         };
-        let stale_ms = self.cfg.stale_after.as_millis() as i64;
+        let stale_ms = millis(self.cfg.stale_after);
         let stale = is_stale(d, now, stale_ms);
         let status = match (d.online, stale) {
             (true, false) => DeviceStatus::Online,

@@ -77,9 +77,4 @@ pub struct InboundRecord {
     pub content_type: Option<String>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use uspwatch_proto::time::now_ms;

@@ -1,6 +1,7 @@
 //! Sans-IO TR-369 (USP) protocol support for uspwatch.
 //!
-//! Everything here is a pure function over bytes or values: no sockets, no clocks, no files.
+//! Everything here is a pure function over bytes or values: no sockets, no files, and no clock
+//! except [`time::now_ms`], which the decode path never calls.
 //! That keeps the code every network peer can reach small, fuzzable and fast.
 //!
 //! - [`validate`] decodes a Record (and its Msg when the payload is plaintext) and checks every
@@ -36,7 +37,7 @@ pub mod json;
 pub mod mqtt;
 mod sample;
 pub mod schema;
-mod time;
+pub mod time;
 
 /// Code generated from `proto/usp-msg.proto` and `proto/usp-record.proto`.
 pub mod pb {

@@ -1,5 +1,42 @@
-//! RFC 3339 formatting of epoch milliseconds without a clock or a date library: the caller
-//! supplies the instant, this only renders it.
+//! Time as the gateway stores it: milliseconds since the Unix epoch in an `i64`.
+//!
+//! Every conversion from `Duration` or `SystemTime` to a millisecond count goes through here and
+//! saturates instead of wrapping, so a huge configured duration or a clock far in the future
+//! clamps at the edge of the range rather than turning negative. [`now_ms`] is the one place the
+//! wall clock is read; nothing on the decode path calls it.
+//!
+//! RFC 3339 rendering needs no date library: the caller supplies the instant, this only renders it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    epoch_ms(SystemTime::now())
+}
+
+/// `t` in milliseconds since the Unix epoch; an instant before 1970 is negative. Saturates at the
+/// `i64` range.
+pub fn epoch_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => millis(after),
+        Err(before) => millis(before.duration()).saturating_neg(),
+    }
+}
+
+/// `d` in whole milliseconds, saturating at `i64::MAX`.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+pub fn millis_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `d` in whole microseconds, saturating at `u64::MAX`.
+pub fn micros_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub fn rfc3339_millis(epoch_ms: i64) -> String {
@@ -77,6 +114,22 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversions_saturate_instead_of_wrapping() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::MAX), i64::MAX);
+        assert_eq!(millis_u64(Duration::MAX), u64::MAX);
+        assert_eq!(micros_u64(Duration::MAX), u64::MAX);
+        assert_eq!(micros_u64(Duration::from_micros(7)), 7);
+        assert_eq!(epoch_ms(UNIX_EPOCH + Duration::from_millis(42)), 42);
+        assert_eq!(epoch_ms(UNIX_EPOCH - Duration::from_millis(42)), -42);
+        let far = UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX / 2));
+        if let Some(far) = far {
+            assert_eq!(epoch_ms(far), i64::MAX);
+        }
+        assert!(now_ms() > 1_700_000_000_000);
+    }
 
     #[test]
     fn known_instants() {

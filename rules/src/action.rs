@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use uspwatch_proto::time::millis;
+
 use crate::rule::{Guardrails, Mode};
 
 /// What to do with one action attempt.
@@ -34,7 +36,7 @@ impl ActionState {
     fn in_cooldown(&self, endpoint: &str, now_ms: i64, g: &Guardrails) -> bool {
         self.last_attempt
             .get(endpoint)
-            .is_some_and(|t| now_ms - t < g.cooldown.as_millis() as i64)
+            .is_some_and(|t| now_ms.saturating_sub(*t) < millis(g.cooldown))
     }
 
     /// Decides one attempt and records it. Order: kill switch, silence, cooldown,
@@ -58,12 +60,17 @@ impl ActionState {
         if silenced {
             return Decision::Suppressed("silenced");
         }
-        let fleet_ms = g.fleet_window.as_millis() as i64;
-        let horizon = now_ms - HOUR_MS.max(fleet_ms);
+        let fleet_ms = millis(g.fleet_window);
+        let horizon = now_ms.saturating_sub(HOUR_MS.max(fleet_ms));
         while self.passed.front().is_some_and(|t| *t <= horizon) {
             self.passed.pop_front();
         }
-        let in_last = |ms: i64| self.passed.iter().filter(|t| **t > now_ms - ms).count();
+        let in_last = |ms: i64| {
+            self.passed
+                .iter()
+                .filter(|t| **t > now_ms.saturating_sub(ms))
+                .count()
+        };
         if in_last(HOUR_MS) >= g.max_per_hour {
             return Decision::Suppressed("max_per_hour");
         }
@@ -80,8 +87,9 @@ impl ActionState {
 
     /// Forgets devices whose cooldown has long passed, so the map stays bounded.
     pub fn prune(&mut self, now_ms: i64, g: &Guardrails) {
-        let keep = g.cooldown.as_millis() as i64;
-        self.last_attempt.retain(|_, t| now_ms - *t < keep);
+        let keep = millis(g.cooldown);
+        self.last_attempt
+            .retain(|_, t| now_ms.saturating_sub(*t) < keep);
     }
 }
 

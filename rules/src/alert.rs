@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use uspwatch_proto::time::millis;
+
 use crate::compile::{CompiledRule, Row};
 use crate::model::{Alert, AlertChange, AlertState, Matcher, Silence};
 use crate::template::{Template, display_value};
@@ -95,8 +97,8 @@ pub(crate) fn apply(
     silences: &[Silence],
     resolved_retention_ms: i64,
 ) -> (Vec<AlertChange>, Vec<(String, bool)>) {
-    let for_ms = rule.spec.for_.as_millis() as i64;
-    let keep_ms = rule.spec.keep_firing_for.as_millis() as i64;
+    let for_ms = millis(rule.spec.for_);
+    let keep_ms = millis(rule.spec.keep_firing_for);
     let mut changes = Vec::new();
     let mut seen = HashSet::new();
     let change = |previous: Option<AlertState>, a: &Alert| AlertChange {

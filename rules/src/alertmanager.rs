@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use uspwatch_proto::time::millis;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -28,7 +29,7 @@ impl Engine {
         let (Some(http), Some(cfg)) = (&inner.http, &inner.config.alertmanager) else {
             return Ok(0);
         };
-        let resend = cfg.resend_interval.as_millis() as i64;
+        let resend = millis(cfg.resend_interval);
         let mut batch = Vec::new();
         let mut marks = Vec::new();
         {

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+use uspwatch_proto::time::{micros_u64, millis, now_ms as now_wall_ms};
 
 use crate::action::ActionState;
 use crate::alert;
@@ -103,10 +104,6 @@ pub(crate) struct RuleRuntime {
     pub last_rows: usize,
     /// Alertmanager bookkeeping: fingerprint → (last push, resolved pushed).
     pub pushed: HashMap<String, (i64, bool)>,
-}
-
-fn now_wall_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Engine {
@@ -239,7 +236,7 @@ impl Engine {
         }
         let retention_ms = rules
             .iter()
-            .map(|r| r.spec.window.as_millis() as i64)
+            .map(|r| millis(r.spec.window))
             .max()
             .unwrap_or(0);
         let http = match &config.alertmanager {
@@ -382,7 +379,7 @@ impl Engine {
             let rule = &inner.rules[idx];
             *inner.params.lock() = EvalParams {
                 now_ms,
-                window_start_ms: now_ms - rule.spec.window.as_millis() as i64,
+                window_start_ms: now_ms.saturating_sub(millis(rule.spec.window)),
                 ..EvalParams::default()
             };
             let t = Instant::now();
@@ -391,7 +388,7 @@ impl Engine {
             metrics::histogram!(m::RULE_EVAL_SECONDS, "rule" => rule.spec.name.clone())
                 .record(took.as_secs_f64());
             report.rules_evaluated += 1;
-            let every = rule.spec.every.as_millis() as i64;
+            let every = millis(rule.spec.every);
             let rows = match result {
                 Ok(batches) => compile::rows(&batches),
                 Err(e) => {
@@ -416,7 +413,7 @@ impl Engine {
                 idx,
                 rows,
                 now_ms,
-                took.as_micros() as u64,
+                micros_u64(took),
                 fleet.unwrap_or(0),
                 &mut report,
             );
@@ -426,7 +423,7 @@ impl Engine {
             let mut st = inner.state.lock();
             st.stats.evaluation_rounds += 1;
         }
-        report.duration_us = started.elapsed().as_micros() as u64;
+        report.duration_us = micros_u64(started.elapsed());
         metrics::histogram!(m::ROUND_SECONDS).record(started.elapsed().as_secs_f64());
         self.update_alert_gauges();
         debug!(
@@ -464,14 +461,14 @@ impl Engine {
             rt.last_eval_ms = Some(now_ms);
             rt.last_duration_us = Some(took_us);
             rt.last_error = None;
-            rt.next_due_ms = Some(now_ms + rule.spec.every.as_millis() as i64);
+            rt.next_due_ms = Some(now_ms.saturating_add(millis(rule.spec.every)));
             let (ch, firing) = alert::apply(
                 rule,
                 &mut rt.alerts,
                 rows,
                 now_ms,
                 &silences,
-                inner.config.resolved_retention.as_millis() as i64,
+                millis(inner.config.resolved_retention),
             );
             changes = ch;
             if let Some(action) = &rule.action {
@@ -508,7 +505,7 @@ impl Engine {
                                 fingerprint: fp.clone(),
                                 endpoint_id: target.clone(),
                                 action_ms: now_ms,
-                                due_ms: now_ms + action.guard.verify_after.as_millis() as i64,
+                                due_ms: now_ms.saturating_add(millis(action.guard.verify_after)),
                             });
                         }
                     }
@@ -632,10 +629,10 @@ impl Engine {
                 name: r.spec.name.clone(),
                 source: r.source.clone(),
                 sql: r.spec.sql.clone(),
-                every_ms: r.spec.every.as_millis() as i64,
-                for_ms: r.spec.for_.as_millis() as i64,
-                keep_firing_for_ms: r.spec.keep_firing_for.as_millis() as i64,
-                window_ms: r.spec.window.as_millis() as i64,
+                every_ms: millis(r.spec.every),
+                for_ms: millis(r.spec.for_),
+                keep_firing_for_ms: millis(r.spec.keep_firing_for),
+                window_ms: millis(r.spec.window),
                 severity: r.spec.severity.clone(),
                 has_action: r.action.is_some(),
                 mode: r.action.as_ref().map(|a| a.guard.mode.as_str().to_string()),
@@ -724,7 +721,7 @@ impl Engine {
             id: format!("sil-{now_ms:x}-{}", st.seq),
             matchers: s.matchers,
             starts_at_ms: now_ms,
-            ends_at_ms: now_ms + s.duration.as_millis() as i64,
+            ends_at_ms: now_ms.saturating_add(millis(s.duration)),
             created_by: s.created_by,
             comment: s.comment,
             active: true,

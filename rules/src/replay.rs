@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
+use uspwatch_proto::time::millis;
 
 use crate::config::RulesConfig;
 use crate::engine::{CommandSink, Engine};
@@ -188,7 +189,7 @@ pub async fn replay(
         progress(total, total);
         return Ok(report);
     };
-    let step = (config.tick.as_millis() as i64).max(1);
+    let step = millis(config.tick).max(1);
     let n = events.len() as u64;
     let mut next = 0usize;
     let mut t = first;

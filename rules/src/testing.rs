@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use uspwatch_proto::time::millis;
 
 use crate::config::RulesConfig;
 use crate::engine::{CommandSink, Engine};
@@ -232,7 +233,7 @@ async fn run_dir(dir: &Path) -> Result<TestReport> {
 fn parse_at(s: &str, start: i64) -> std::result::Result<i64, String> {
     if let Some(off) = s.strip_prefix('+') {
         return humantime::parse_duration(off)
-            .map(|d| start + d.as_millis() as i64)
+            .map(|d| start.saturating_add(millis(d)))
             .map_err(|e| format!("bad offset {s:?}: {e}"));
     }
     chrono::DateTime::parse_from_rfc3339(s)
@@ -317,7 +318,7 @@ async fn run_case(
     let Some(&(end, _)) = expects.last() else {
         return Err(parse_err("no [[case.expect]]".into()));
     };
-    let step = tf.interval.as_millis().max(1) as i64;
+    let step = millis(tf.interval).max(1);
     let mut times: Vec<i64> = (0..)
         .map(|i| start + i * step)
         .take_while(|t| *t <= end)

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
@@ -43,9 +43,7 @@ impl Fleet {
             None => (host5.clone(), port5),
         };
         let start = Instant::now();
-        let run_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let run_id = uspwatch_proto::time::now_ms();
         let params = Arc::new(Params {
             controller_eid: config.controller_eid.clone(),
             controller_prefix: config.controller_prefix.clone(),

@@ -412,9 +412,5 @@ fn ingest_rows(o: &mut String, i: &IngestResult, row: impl Fn(&mut String, &str,
 
 /// RFC 3339 UTC time of now, to the second.
 fn chrono_free_now() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    uspwatch_proto::rfc3339_millis(ms)
+    uspwatch_proto::rfc3339_millis(uspwatch_proto::time::now_ms())
 }

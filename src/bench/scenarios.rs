@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use uspwatch::{AppConfig, Gateway};
 use uspwatch_broker::ListenerKind;
+use uspwatch_proto::time::millis_u64;
 
 use super::BenchArgs;
 use super::baseline;
@@ -208,7 +209,7 @@ async fn connections(args: &BenchArgs, bed: &Bed) -> anyhow::Result<ConnResult> 
             first,
             agents: n,
             connect_rate: (args.connect_rate / workers_n as u64).max(1),
-            storm_window_ms: args.storm_window.as_millis() as u64,
+            storm_window_ms: millis_u64(args.storm_window),
         })?);
     }
     let ramp_budget =
@@ -326,7 +327,7 @@ async fn plain_connections(
         first: FIRST_CONN,
         agents: n,
         connect_rate: args.connect_rate.max(1),
-        storm_window_ms: args.storm_window.as_millis() as u64,
+        storm_window_ms: millis_u64(args.storm_window),
     })?;
     let budget = Duration::from_secs_f64(n as f64 / args.connect_rate.max(1) as f64 * 3.0 + 60.0);
     let Report::Connected { up, elapsed_ms, .. } = w.next(budget).await? else {
@@ -367,7 +368,7 @@ async fn ingest(
         agents: args.agents,
         window: args.window,
         rate,
-        duration_ms: duration.as_millis() as u64,
+        duration_ms: millis_u64(duration),
         gate: Gate::NotifyResp,
         path: NOISE_PATH.into(),
     })?;
@@ -427,7 +428,7 @@ async fn plain(args: &BenchArgs, bed: &Bed) -> anyhow::Result<BaselineResult> {
         agents: args.agents,
         window: args.window,
         rate: 0,
-        duration_ms: args.duration.as_millis() as u64,
+        duration_ms: millis_u64(args.duration),
         gate: Gate::PubAck,
         path: NOISE_PATH.into(),
     })?;
@@ -474,7 +475,7 @@ async fn fault(args: &BenchArgs, bed: &Bed) -> anyhow::Result<FaultResult> {
         agents: args.agents,
         window: args.window,
         rate: args.fault_background_rate,
-        duration_ms: bg_duration.as_millis() as u64,
+        duration_ms: millis_u64(bg_duration),
         gate: Gate::NotifyResp,
         path: NOISE_PATH.into(),
     })?;

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uspwatch_proto::pb::usp::{self, body::MsgBody, response::RespType};
+use uspwatch_proto::time::{micros_u64, millis_u64};
 use uspwatch_proto::{Message, Payload, builder, wrap};
 
 use super::client::{Conn, source_addr};
@@ -341,7 +342,7 @@ async fn ingest(
     emit(&Report::Connected {
         up,
         errors,
-        elapsed_ms: took.as_millis() as u64,
+        elapsed_ms: millis_u64(took),
     });
     let start = Instant::now();
     let end = start + duration;
@@ -379,7 +380,7 @@ async fn ingest(
         sent: counters.sent.load(Ordering::Relaxed),
         answered: counters.answered.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
-        elapsed_ms: start.elapsed().as_millis() as u64,
+        elapsed_ms: millis_u64(start.elapsed()),
         latency: hist.snapshot(),
     });
     Ok(())
@@ -479,7 +480,7 @@ impl IngestAgent {
         if let Some(pos) = done
             && let Some((_, _, at)) = self.outstanding.remove(pos)
         {
-            hist.record(at.elapsed().as_micros() as u64);
+            hist.record(micros_u64(at.elapsed()));
             counters.answered.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -519,7 +520,7 @@ async fn idle(
     emit(&Report::Connected {
         up,
         errors,
-        elapsed_ms: took.as_millis() as u64,
+        elapsed_ms: millis_u64(took),
     });
     let keep = hold(conns);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -535,7 +536,7 @@ async fn idle(
         emit(&Report::Recovered {
             up,
             errors,
-            elapsed_ms: took.as_millis() as u64,
+            elapsed_ms: millis_u64(took),
         });
         // ...and the returned ones stay until the parent closes stdin.
         let keep = hold(conns);
@@ -590,7 +591,7 @@ async fn fault(
     emit(&Report::Connected {
         up: conns.iter().filter(|c| c.is_some()).count() as u64,
         errors,
-        elapsed_ms: took.as_millis() as u64,
+        elapsed_ms: millis_u64(took),
     });
     let hist = Hist::default();
     let (mut timeouts, mut errs) = (0, 0);
@@ -639,7 +640,7 @@ async fn fault(
         })
         .await;
         match got {
-            Ok(Ok(d)) => hist.record(d.as_micros() as u64),
+            Ok(Ok(d)) => hist.record(micros_u64(d)),
             Ok(Err(_)) => errs += 1,
             Err(_) => timeouts += 1,
         }

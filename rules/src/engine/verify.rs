@@ -1,6 +1,8 @@
 //! Verification: after `verify_after`, the rule's `verify` query says whether the action
 //! fixed the problem.
 
+use uspwatch_proto::time::millis;
+
 use super::Engine;
 use crate::compile;
 use crate::metrics as m;
@@ -48,7 +50,7 @@ impl Engine {
                     now_ms,
                     window_start_ms: v
                         .action_ms
-                        .min(now_ms - rule.spec.window.as_millis() as i64),
+                        .min(now_ms.saturating_sub(millis(rule.spec.window))),
                     action_endpoint: v.endpoint_id.clone(),
                     action_ms: v.action_ms,
                 };
