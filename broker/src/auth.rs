@@ -6,12 +6,18 @@
 //! user property, or a client id that is itself an Endpoint ID) that contradicts the
 //! credential refuses the CONNECT.
 
+mod gate;
+
+pub(crate) use gate::LoginGate;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -43,17 +49,32 @@ struct CredentialsFile {
     client: Vec<ClientEntry>,
 }
 
-/// The parsed credentials file, by username.
+/// The parsed credentials file, by username. Cheap to clone (shared).
 #[derive(Default, Clone)]
 pub(crate) struct Credentials {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     by_user: HashMap<String, ClientEntry>,
     roles_by_eid: HashMap<String, Role>,
+    /// Checked instead of an entry when the username is unknown, made with the parameters of
+    /// the file's first entry, so an unknown username costs what a known one costs and the
+    /// answer time does not tell which usernames exist.
+    dummy_hash: String,
+    /// Argon2 verifications run (stats and tests).
+    evaluations: AtomicU64,
 }
+
+/// Largest argon2 memory cost accepted in the credentials file (KiB): one password check
+/// holds this much memory while it runs.
+pub(crate) const MAX_CHECK_MEMORY_KIB: u32 = 64 * 1024;
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("entries", &self.by_user.len())
+            .field("entries", &self.inner.by_user.len())
             .finish_non_exhaustive()
     }
 }
@@ -74,14 +95,35 @@ impl Credentials {
     fn parse(text: &str) -> std::result::Result<Credentials, String> {
         let file: CredentialsFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
-        let mut c = Credentials::default();
+        let mut c = Inner::default();
+        let mut first_params = None;
         for (i, e) in file.client.into_iter().enumerate() {
-            if PasswordHash::new(&e.password_hash).is_err() {
-                problems.push(format!(
+            match PasswordHash::new(&e.password_hash) {
+                Err(_) => problems.push(format!(
                     "client #{} ({}): password_hash is not a PHC string",
                     i + 1,
                     e.username
-                ));
+                )),
+                Ok(h) => match Params::try_from(&h) {
+                    Ok(p) if p.m_cost() <= MAX_CHECK_MEMORY_KIB => {
+                        if first_params.is_none() {
+                            let alg = Algorithm::try_from(h.algorithm).unwrap_or_default();
+                            first_params = Some((alg, p));
+                        }
+                    }
+                    Ok(p) => problems.push(format!(
+                        "client #{} ({}): password_hash needs {} KiB per check, over the {} KiB limit",
+                        i + 1,
+                        e.username,
+                        p.m_cost(),
+                        MAX_CHECK_MEMORY_KIB
+                    )),
+                    Err(err) => problems.push(format!(
+                        "client #{} ({}): password_hash is not an argon2 hash: {err}",
+                        i + 1,
+                        e.username
+                    )),
+                },
             }
             if let Err(err) = uspwatch_proto::validate_endpoint_id(&e.endpoint_id) {
                 problems.push(format!("client #{} ({}): {err}", i + 1, e.username));
@@ -91,54 +133,75 @@ impl Credentials {
                 problems.push(format!("username {:?} appears twice", prev.username));
             }
         }
-        if problems.is_empty() {
-            Ok(c)
-        } else {
-            Err(problems.join("; "))
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
         }
+        let (alg, params) = first_params.unwrap_or_default();
+        c.dummy_hash = hash_with(
+            &Argon2::new(alg, Version::default(), params),
+            &random_bytes::<32>().map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Credentials { inner: Arc::new(c) })
     }
 
     /// The role the file gives an Endpoint ID, if it names it.
     pub(crate) fn role_of(&self, eid: &str) -> Option<Role> {
-        self.roles_by_eid.get(eid).copied()
+        self.inner.roles_by_eid.get(eid).copied()
     }
 
-    /// Checks a username/password; `None` when either is wrong. Argon2 is deliberately slow:
-    /// call it off the async threads.
+    /// Argon2 verifications run so far.
+    pub(crate) fn evaluations(&self) -> u64 {
+        self.inner.evaluations.load(Ordering::Relaxed)
+    }
+
+    /// Checks a username/password; `None` when either is wrong. An unknown username is checked
+    /// against the dummy hash, so both cost one argon2 verification. Argon2 is deliberately
+    /// slow: call it off the async threads, through the login gate.
     pub(crate) fn verify(&self, username: &str, password: &[u8]) -> Option<(String, Role)> {
-        let entry = self.by_user.get(username)?;
-        let hash = PasswordHash::new(&entry.password_hash).ok()?;
-        Argon2::default()
-            .verify_password(password, &hash)
-            .ok()
-            .map(|()| (entry.endpoint_id.clone(), entry.role))
+        let entry = self.inner.by_user.get(username);
+        let phc = entry.map_or(self.inner.dummy_hash.as_str(), |e| e.password_hash.as_str());
+        let hash = PasswordHash::new(phc).ok()?;
+        self.inner.evaluations.fetch_add(1, Ordering::Relaxed);
+        let ok = Argon2::default().verify_password(password, &hash).is_ok();
+        let entry = entry?;
+        ok.then(|| (entry.endpoint_id.clone(), entry.role))
     }
 }
 
 /// Hashes a password for the credentials file (argon2id, random salt, PHC string).
 pub fn hash_password(password: &str) -> Result<String> {
-    let mut salt = [0u8; 16];
-    getrandom_salt(&mut salt)?;
+    hash_with(&Argon2::default(), password.as_bytes())
+}
+
+fn hash_with(argon: &Argon2<'_>, password: &[u8]) -> Result<String> {
+    let salt = random_bytes::<16>()?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+    argon
+        .hash_password(password, &salt)
         .map(|h| h.to_string())
         .map_err(|e| Error::Hash(e.to_string()))
 }
 
-/// Salt bytes from the OS (through std's hasher seeds would not be random enough):
+/// Bytes from the OS (through std's hasher seeds would not be random enough):
 /// `/dev/urandom` exists on every platform this gateway targets.
-fn getrandom_salt(out: &mut [u8]) -> Result<()> {
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     use std::io::Read;
+    let mut out = [0u8; N];
     std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(out))
-        .map_err(|e| Error::Hash(format!("no randomness for the salt: {e}")))
+        .and_then(|mut f| f.read_exact(&mut out))
+        .map_err(|e| Error::Hash(format!("no randomness for the salt: {e}")))?;
+    Ok(out)
 }
 
 /// Why a CONNECT was refused; maps to a CONNACK code and a metric reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     BadCredentials,
+    /// The source or username is backed off after failed logins (`"source"`, `"username"`).
+    Throttled(&'static str),
+    /// No password check slot within the queue deadline.
+    Busy,
     NotAuthorized(String),
     EndpointMismatch { bound: String, claimed: String },
     ClientIdInvalid(String),
@@ -148,6 +211,8 @@ impl Refusal {
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             Refusal::BadCredentials => "bad_credentials",
+            Refusal::Throttled(_) => "login_throttled",
+            Refusal::Busy => "login_busy",
             Refusal::NotAuthorized(_) => "not_authorized",
             Refusal::EndpointMismatch { .. } => "endpoint_mismatch",
             Refusal::ClientIdInvalid(_) => "client_id_invalid",
@@ -159,6 +224,10 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::BadCredentials => f.write_str("unknown username or wrong password"),
+            Refusal::Throttled(scope) => {
+                write!(f, "too many failed logins for this {scope}; retry later")
+            }
+            Refusal::Busy => f.write_str("too many logins in progress; retry later"),
             Refusal::NotAuthorized(why) => f.write_str(why),
             Refusal::EndpointMismatch { bound, claimed } => write!(
                 f,

@@ -41,6 +41,16 @@
 //! controller_segment_size = 4194304
 //! controller_segment_count = 4
 //! max_outgoing_packet_count = 200
+//!
+//! [broker.login]                   # password checks (argon2) and failure back-off
+//! max_concurrent_checks = 8        # argon2 verifications running at once
+//! queue_timeout = "3s"             # longest wait for a check slot, then "server busy"
+//! free_failures_per_source = 20    # failed logins from one IP (IPv6: /64) before back-off
+//! free_failures_per_username = 5   # failed logins for one username before back-off
+//! backoff_initial = "1s"           # first back-off; doubles with every further failure
+//! backoff_max = "60s"
+//! failure_memory = "15m"           # failures are forgotten after this long without one
+//! max_tracked = 65536              # sources and usernames remembered (each table)
 //! ```
 //!
 //! Memory bound of the router's logs: every distinct subscribed filter keeps at most
@@ -108,6 +118,8 @@ pub struct BrokerConfig {
     pub local_link_capacity: usize,
     /// Router sizing (bounded memory).
     pub router: RouterSizing,
+    /// Password check limits and failure back-off.
+    pub login: LoginConfig,
 }
 
 impl Default for BrokerConfig {
@@ -130,6 +142,7 @@ impl Default for BrokerConfig {
             event_capacity: 4096,
             local_link_capacity: 4096,
             router: RouterSizing::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -233,6 +246,59 @@ impl Default for RouterSizing {
     }
 }
 
+/// Limits on password checks, so that wrong passwords cannot starve logins or memory.
+///
+/// Every argon2 verification holds the hash's memory cost (19 MiB for hashes made by
+/// `hash_password`; entries above 64 MiB are refused at load) for the duration of the check,
+/// so password checks use at most `max_concurrent_checks` × that. Attempts from a source or
+/// for a username with recent failures may use only half of the slots, so logins without a
+/// failure history always find a slot. Certificate logins are not subject to any of this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Argon2 verifications running at once (default 8).
+    pub max_concurrent_checks: usize,
+    /// Longest wait for a verification slot (default "3s"); after it the CONNECT is refused
+    /// as busy (MQTT 5: 0x89 Server busy; 3.1.1: 3 Server unavailable).
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Failed logins one source address may have before it is backed off (default 20;
+    /// IPv6 sources count per /64). High enough for many devices behind one NAT.
+    pub free_failures_per_source: u32,
+    /// Failed logins one username may have before it is backed off (default 5).
+    pub free_failures_per_username: u32,
+    /// First back-off (default "1s"); it doubles with every further failure. A backed-off
+    /// source or username is refused without a password check (MQTT 5: 0x9F Connection rate
+    /// exceeded; 3.1.1: 3 Server unavailable), the answer delayed by up to one second.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest back-off (default "60s").
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// A source's or username's failures are forgotten after this long without a new one
+    /// (default "15m"). A successful login clears its username's failures.
+    #[serde(with = "humantime_serde")]
+    pub failure_memory: Duration,
+    /// Sources and usernames remembered, per table (default 65536, about 3 MiB in all);
+    /// when full, the entry with the oldest failure is forgotten first.
+    pub max_tracked: usize,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            max_concurrent_checks: 8,
+            queue_timeout: Duration::from_secs(3),
+            free_failures_per_source: 20,
+            free_failures_per_username: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            failure_memory: Duration::from_secs(15 * 60),
+            max_tracked: 65_536,
+        }
+    }
+}
+
 impl BrokerConfig {
     /// Every problem with this configuration (empty when it is usable).
     pub fn validate(&self) -> Vec<String> {
@@ -306,6 +372,17 @@ impl BrokerConfig {
         if r.max_outgoing_packet_count == 0 {
             e.push("router.max_outgoing_packet_count must be at least 1".into());
         }
+        let g = &self.login;
+        if g.max_concurrent_checks == 0 || g.max_tracked == 0 {
+            e.push("login.max_concurrent_checks and login.max_tracked must be at least 1".into());
+        }
+        if g.queue_timeout.is_zero() || g.backoff_initial.is_zero() || g.failure_memory.is_zero()
+        {
+            e.push("login.queue_timeout, backoff_initial and failure_memory must be more than 0s".into());
+        }
+        if g.backoff_max < g.backoff_initial {
+            e.push("login.backoff_max must be at least login.backoff_initial".into());
+        }
         e
     }
 }
@@ -347,5 +424,8 @@ mod tests {
         assert!(toml::from_str::<BrokerConfig>("max_conections = 3").is_err());
         let c: BrokerConfig = toml::from_str("keep_alive_max = \"90s\"").unwrap();
         assert_eq!(c.keep_alive_max, Duration::from_secs(90));
+        assert!(toml::from_str::<BrokerConfig>("[login]\nmax_checks = 3").is_err());
+        let c: BrokerConfig = toml::from_str("[login]\nbackoff_max = \"2m\"").unwrap();
+        assert_eq!(c.login.backoff_max, Duration::from_secs(120));
     }
 }

@@ -111,6 +111,7 @@ pub(crate) async fn serve<S>(
         &mut rbuf,
         cert_eid.as_deref(),
         conn_no,
+        remote,
     )
     .await
     {

@@ -57,13 +57,13 @@ use tokio_util::sync::CancellationToken;
 use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
 
 pub use auth::{Role, hash_password};
-pub use config::{BrokerConfig, ListenersConfig, RouterSizing, TlsConfig, TopicsConfig};
+pub use config::{BrokerConfig, ListenersConfig, LoginConfig, RouterSizing, TlsConfig, TopicsConfig};
 pub use error::{Error, Result};
 pub use local::{Delivery, LinkPublisher};
 pub use tls::EID_URI_PREFIX;
 
 use crate::acl::Acl;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, LoginGate};
 use crate::state::{Counters, LOCAL_PREFIX, LinkFactory, Shared};
 
 /// Router connection slots kept for local links on top of `max_connections`.
@@ -124,6 +124,8 @@ pub struct BrokerStats {
     /// Publishes and subscription filters refused by the ACL.
     pub acl_denied_publish: u64,
     pub acl_denied_subscribe: u64,
+    /// Password (argon2) checks run since start; an unknown username costs one too.
+    pub login_checks: u64,
 }
 
 /// A running broker. Listeners and connections stop when the shutdown token is cancelled.
@@ -194,6 +196,7 @@ impl Broker {
                 max_record_size: config.max_record_size,
             },
             credentials,
+            login: LoginGate::new(config.login.clone()),
             link,
             presence,
             quarantine,
@@ -292,6 +295,11 @@ impl Broker {
             bulk_data: g(&c.bulk_data),
             acl_denied_publish: g(&c.acl_denied_publish),
             acl_denied_subscribe: g(&c.acl_denied_subscribe),
+            login_checks: self
+                .shared
+                .credentials
+                .as_ref()
+                .map_or(0, Credentials::evaluations),
         }
     }
 }

@@ -10,7 +10,8 @@ use metrics::{describe_counter, describe_gauge};
 pub const CONNECTIONS: &str = "uspwatch_broker_connections";
 /// Counter, label `reason` (`accepted`, `bad_credentials`, `not_authorized`,
 /// `endpoint_mismatch`, `client_id_invalid`, `protocol_error`, `unsupported_version`,
-/// `timeout`, `tls_handshake`, `server_busy`): CONNECT outcomes.
+/// `timeout`, `tls_handshake`, `server_busy`, `login_throttled`, `login_busy`): CONNECT
+/// outcomes.
 pub const CONNECTS: &str = "uspwatch_broker_connects_total";
 /// Counter, label `reason` (presence reasons: `disconnect`, `keep_alive_timeout`,
 /// `socket_closed`, `protocol_error`, `packet_too_large`, `session_taken_over`, `shutdown`):
@@ -24,6 +25,12 @@ pub const RECORDS_REJECTED: &str = "uspwatch_broker_records_rejected_total";
 pub const BULK_DATA: &str = "uspwatch_broker_bulk_data_total";
 /// Counter, label `op` (`publish`, `subscribe`): requests refused by the topic ACL.
 pub const ACL_DENIED: &str = "uspwatch_broker_acl_denied_total";
+
+/// Counter, label `scope` (`source`, `username`: backed off after failed logins; `busy`: no
+/// password check slot within `login.queue_timeout`): logins refused without a password check.
+pub const LOGIN_THROTTLED: &str = "uspwatch_broker_login_throttled_total";
+/// Gauge: password (argon2) checks running now, at most `login.max_concurrent_checks`.
+pub const LOGIN_CHECKS_ACTIVE: &str = "uspwatch_broker_login_checks_active";
 
 /// Registers the description of every metric above with the installed recorder.
 /// Registers descriptions and creates every bounded series at zero, so dashboards and
@@ -42,6 +49,10 @@ pub fn describe() {
         metrics::counter!(ACL_DENIED, "op" => op).increment(0);
     }
     metrics::counter!(BULK_DATA).increment(0);
+    for scope in ["source", "username", "busy"] {
+        metrics::counter!(LOGIN_THROTTLED, "scope" => scope).increment(0);
+    }
+    metrics::gauge!(LOGIN_CHECKS_ACTIVE).increment(0.0);
     describe_gauge!(CONNECTIONS, "Client connections currently established.");
     describe_counter!(
         CONNECTS,
@@ -60,6 +71,11 @@ pub fn describe() {
         BULK_DATA,
         "Non-USP payloads routed untouched on Bulk Data topics."
     );
+    describe_counter!(
+        LOGIN_THROTTLED,
+        "Logins refused without a password check: backed-off source or username, or no check slot."
+    );
+    describe_gauge!(LOGIN_CHECKS_ACTIVE, "Password checks running now.");
     describe_counter!(
         ACL_DENIED,
         "Publishes and subscriptions refused by the topic ACL."

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
 
 use crate::acl::Acl;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, LoginGate};
 use crate::config::BrokerConfig;
 
 /// Registers a connection with the router: `(client id, clean session)`. The router's
@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub acl: Acl,
     pub limits: Limits,
     pub credentials: Option<Credentials>,
+    /// Every password check goes through it.
+    pub login: LoginGate,
     pub link: LinkFactory,
     pub presence: broadcast::Sender<PresenceEvent>,
     pub quarantine: broadcast::Sender<QuarantineEvent>,

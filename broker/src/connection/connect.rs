@@ -47,6 +47,7 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     rbuf: &mut BytesMut,
     cert_eid: Option<&str>,
     conn_no: u64,
+    remote: std::net::SocketAddr,
 ) -> Result<Established, Failed> {
     let timeout = shared.config.connect_timeout;
     let packet = match tokio::time::timeout(timeout, read_first(socket, codec, rbuf)).await {
@@ -103,13 +104,11 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     });
     let verified = match (&shared.credentials, &login) {
         (Some(creds), Some(login)) => {
-            let (creds, user, pass) = (
-                creds.clone(),
-                login.username.clone(),
-                login.password.clone(),
-            );
-            let r = tokio::task::spawn_blocking(move || creds.verify(&user, pass.as_bytes())).await;
-            Some(r.unwrap_or(None))
+            let (user, pass) = (&login.username, login.password.as_bytes());
+            match shared.login.check(creds, remote.ip(), user, pass).await {
+                Ok(v) => Some(v),
+                Err(r) => return Err(refuse(shared, socket, codec, &client_id, r).await),
+            }
         }
         _ => None,
     };
@@ -239,6 +238,9 @@ async fn refuse<S: AsyncWrite + Unpin>(
     warn!(client_id = %client_id.chars().take(80).collect::<String>(), reason = %r, "CONNECT refused");
     let code = match (&r, codec.is_v5()) {
         (Refusal::BadCredentials, _) => ConnectReturnCode::BadUserNamePassword,
+        (Refusal::Throttled(_), true) => ConnectReturnCode::ConnectionRateExceeded,
+        (Refusal::Busy, true) => ConnectReturnCode::ServerBusy,
+        (Refusal::Throttled(_) | Refusal::Busy, false) => ConnectReturnCode::ServiceUnavailable,
         (Refusal::ClientIdInvalid(_), _) => ConnectReturnCode::ClientIdentifierNotValid,
         (Refusal::NotAuthorized(_) | Refusal::EndpointMismatch { .. }, _) => {
             ConnectReturnCode::NotAuthorized
