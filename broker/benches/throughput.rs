@@ -122,6 +122,9 @@ async fn plugin_on(agents: usize, messages: usize) -> f64 {
     c.listeners.v5 = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     c.listeners.v311 = None;
     c.allow_anonymous = true;
+    // Load agents send at full speed, far above a real device's ingress limit.
+    c.ingress_rate = 0;
+    c.ingress_byte_rate = 0;
     let token = CancellationToken::new();
     let b = Broker::start(c, token.clone()).await.expect("broker");
     let addr = b.local_addrs()[0].1;

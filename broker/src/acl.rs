@@ -2,7 +2,10 @@
 //! Pure functions: the connection task supplies the bound identity and the packet fields.
 
 use bytes::Bytes;
-use uspwatch_proto::mqtt::{is_usp_content_type, split_reply_to, topic_endpoint};
+use uspwatch_proto::mqtt::{
+    is_own_reply_topic, is_usp_content_type, split_reply_to, topic_endpoint,
+};
+use uspwatch_proto::pb::usp_record::record::{PayloadSecurity, RecordType};
 use uspwatch_proto::{Decoded, Error as UspError, Limits};
 
 use crate::auth::Role;
@@ -97,16 +100,25 @@ pub(crate) struct UspPublish<'a> {
     pub topic: &'a str,
     pub payload: &'a Bytes,
     pub content_type: Option<&'a str>,
+    /// MQTT 5 Response Topic.
+    pub response_topic: Option<&'a str>,
     /// MQTT 3.1.1: the reply-to must travel in the topic.
     pub v311: bool,
+    /// The destination is an in-process endpoint (the built-in controller): it speaks plaintext
+    /// Records without a session context only.
+    pub to_local: bool,
 }
 
 /// Checks a Record published on a USP topic: MQTT binding rules first (cheap), then decode
 /// and validation, then the Record's addressing against the connection and the topic.
+///
+/// Reply routes come from identity: whatever route the publish names (Response Topic,
+/// `/reply-to=` suffix, MQTTConnect `subscribed_topic`) must be the sender's own topic or
+/// below it, so no sender can make an endpoint answer into someone else's topic.
 pub(crate) fn check_record(
     acl: &Acl,
     side: Side,
-    bound_eid: &str,
+    id: &Identity,
     p: &UspPublish<'_>,
     limits: &Limits,
 ) -> Result<Decoded, UspError> {
@@ -115,17 +127,28 @@ pub(crate) fn check_record(
     {
         return Err(UspError::WrongContentType(ct.chars().take(128).collect()));
     }
-    if p.v311 && split_reply_to(p.topic)?.is_none() {
+    let own = acl.own_topic(id);
+    let suffix = split_reply_to(p.topic)?;
+    if p.v311 && suffix.is_none() {
         return Err(UspError::MissingReplyTo(
             p.topic.chars().take(128).collect(),
         ));
     }
+    for reply in [p.response_topic, suffix.as_ref().map(|(_, r)| r.as_str())]
+        .into_iter()
+        .flatten()
+    {
+        foreign_reply_to(reply, &own)?;
+    }
     let decoded = uspwatch_proto::validate(p.payload, limits)?;
-    if decoded.record.from_id != bound_eid {
+    if decoded.record.from_id != id.eid {
         return Err(UspError::FromIdMismatch {
             claimed: decoded.record.from_id.chars().take(128).collect(),
-            bound: bound_eid.to_owned(),
+            bound: id.eid.clone(),
         });
+    }
+    if let Some(RecordType::MqttConnect(c)) = &decoded.record.record_type {
+        foreign_reply_to(&c.subscribed_topic, &own)?;
     }
     let dest = topic_endpoint(p.topic, acl.prefix(side)).unwrap_or_default();
     if decoded.record.to_id != dest {
@@ -134,7 +157,29 @@ pub(crate) fn check_record(
             topic_endpoint: dest.to_owned(),
         });
     }
+    if p.to_local {
+        if decoded.record.payload_security == PayloadSecurity::Tls12 as i32 {
+            return Err(UspError::SecureSessionNotSupported);
+        }
+        if matches!(
+            decoded.record.record_type,
+            Some(RecordType::SessionContext(_))
+        ) {
+            return Err(UspError::SessionContextNotSupported);
+        }
+    }
     Ok(decoded)
+}
+
+fn foreign_reply_to(reply: &str, own: &str) -> Result<(), UspError> {
+    if is_own_reply_topic(reply, own) {
+        Ok(())
+    } else {
+        Err(UspError::ForeignReplyTo {
+            reply_to: reply.chars().take(128).collect(),
+            own: own.to_owned(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -228,9 +273,11 @@ mod tests {
                 topic,
                 payload,
                 content_type: ct,
+                response_topic: None,
                 v311,
+                to_local: false,
             };
-            check_record(&acl, Side::Controller, "os::00256D-A", &p, &limits)
+            check_record(&acl, Side::Controller, &agent("os::00256D-A"), &p, &limits)
                 .map_err(|e| e.reason())
         };
         let t = "usp/controller/self::ctl";

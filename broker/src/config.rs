@@ -17,6 +17,11 @@
 //! quarantine_payload_cap = 4096    # bytes of a rejected Record kept in a QuarantineEvent
 //! event_capacity = 4096            # presence/quarantine broadcast depth
 //! local_link_capacity = 4096       # deliveries queued per local link
+//! write_timeout = "30s"            # a connection that cannot drain its writes this long is closed
+//! ingress_rate = 100               # publishes per second per agent Endpoint ID (0 = no limit)
+//! ingress_burst = 500              # publishes an agent may send at once before the rate applies
+//! ingress_byte_rate = 1048576      # payload bytes per second per agent Endpoint ID (0 = no limit)
+//! ingress_byte_burst = 4194304     # bytes at once; at least max_packet_size
 //!
 //! [broker.listeners]
 //! v5 = "0.0.0.0:1883"
@@ -120,6 +125,22 @@ pub struct BrokerConfig {
     pub router: RouterSizing,
     /// Password check limits and failure back-off.
     pub login: LoginConfig,
+    /// Longest time a connection may take to accept a batch of writes (default "30s"). A
+    /// subscriber that stops reading is disconnected (presence and metric reason
+    /// `write_timeout`) instead of holding its task and its buffers.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Publishes per second one agent Endpoint ID may send, across all its connections
+    /// (default 100; 0 turns the record limit off). Excess publishes are acknowledged,
+    /// delivered nowhere and quarantined as `rate_limited` (MQTT 5 QoS 1: PUBACK 0x97).
+    pub ingress_rate: u32,
+    /// Publishes an agent may send at once before `ingress_rate` applies (default 500).
+    pub ingress_burst: u32,
+    /// Payload bytes per second one agent Endpoint ID may send (default 1 MiB; 0 = no limit).
+    pub ingress_byte_rate: u64,
+    /// Payload bytes an agent may send at once (default 4 MiB; at least `max_packet_size`, so
+    /// one maximum-size packet always fits).
+    pub ingress_byte_burst: u64,
 }
 
 impl Default for BrokerConfig {
@@ -143,6 +164,11 @@ impl Default for BrokerConfig {
             local_link_capacity: 4096,
             router: RouterSizing::default(),
             login: LoginConfig::default(),
+            write_timeout: Duration::from_secs(30),
+            ingress_rate: 100,
+            ingress_burst: 500,
+            ingress_byte_rate: 1024 * 1024,
+            ingress_byte_burst: 4 * 1024 * 1024,
         }
     }
 }
@@ -338,6 +364,15 @@ impl BrokerConfig {
         }
         if self.keep_alive_max > Duration::from_secs(u64::from(u16::MAX)) {
             e.push("keep_alive_max must be at most 65535s".into());
+        }
+        if self.write_timeout.is_zero() {
+            e.push("write_timeout must be more than 0s".into());
+        }
+        if self.ingress_rate > 0 && self.ingress_burst == 0 {
+            e.push("ingress_burst must be at least 1 when ingress_rate is set".into());
+        }
+        if self.ingress_byte_rate > 0 && self.ingress_byte_burst < u64::from(self.max_packet_size) {
+            e.push("ingress_byte_burst must be at least max_packet_size".into());
         }
         if self.event_capacity == 0 || self.local_link_capacity == 0 {
             e.push("event_capacity and local_link_capacity must be at least 1".into());

@@ -6,27 +6,30 @@
 //! router's cleanup) are handled here because the router cannot see the socket.
 
 mod connect;
+mod publish;
+mod subscribe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::FutureExt;
+use parking_lot::Mutex;
 use rumqttd::Notification;
 use rumqttd::protocol::{
-    Disconnect, DisconnectReasonCode, Filter, Packet, PingResp, Publish, PublishProperties, SubAck,
-    Subscribe, SubscribeProperties, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+    Disconnect, DisconnectReasonCode, Packet, PingResp, PubAckReason, Publish, PublishProperties,
+    SubscribeReasonCode,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use uspwatch_proto::{PresenceEvent, PresenceState, QuarantineEvent, rfc3339_millis};
+use uspwatch_proto::{PresenceEvent, PresenceState, rfc3339_millis};
 
-use crate::acl::{self, Destination, Identity, UspPublish};
+use crate::acl::Identity;
 use crate::codec::{Codec, ReadError};
 use crate::metrics;
+use crate::ratelimit::Bucket;
 use crate::state::{Counters, Shared, now_ms};
 
 /// Rejected and refused publishes are re-targeted here so that the router acknowledges them
@@ -44,6 +47,10 @@ const READ_MIN: usize = 1024;
 const READ_MAX: usize = 64 * 1024;
 /// A write buffer at most this large is kept between flushes; a larger one is given back.
 const WRITE_KEEP: usize = 4 * 1024;
+/// Time given to the last DISCONNECT and the socket shutdown of an ending connection.
+const FINAL_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most bytes read and discarded after a refused packet before the socket is closed.
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// How a connection ended (a presence reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +58,11 @@ enum End {
     Disconnect,
     DisconnectWithWill,
     KeepAliveTimeout,
+    /// Writes could not be drained within `write_timeout` (a subscriber that stopped reading).
+    WriteTimeout,
     SocketClosed,
+    /// A packet that breaks the MQTT encoding rules (MQTT 5: DISCONNECT 0x81).
+    Malformed,
     ProtocolError,
     PacketTooLarge,
     TakenOver,
@@ -64,7 +75,9 @@ impl End {
         match self {
             End::Disconnect | End::DisconnectWithWill => "disconnect",
             End::KeepAliveTimeout => "keep_alive_timeout",
+            End::WriteTimeout => "write_timeout",
             End::SocketClosed => "socket_closed",
+            End::Malformed => "malformed_packet",
             End::ProtocolError | End::RouterDropped => "protocol_error",
             End::PacketTooLarge => "packet_too_large",
             End::TakenOver => "session_taken_over",
@@ -75,6 +88,7 @@ impl End {
     fn v5_code(self) -> Option<DisconnectReasonCode> {
         match self {
             End::KeepAliveTimeout => Some(DisconnectReasonCode::KeepAliveTimeout),
+            End::Malformed => Some(DisconnectReasonCode::MalformedPacket),
             End::ProtocolError => Some(DisconnectReasonCode::ProtocolError),
             End::PacketTooLarge => Some(DisconnectReasonCode::PacketTooLarge),
             End::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
@@ -151,7 +165,15 @@ pub(crate) async fn serve<S>(
         &est.identity.eid,
     );
 
+    let bucket = shared.buckets.acquire(&est.identity.eid);
+    // 1.5 × the granted interval (MQTT-3.1.2-22); keep-alive is at most 65,535 s.
+    let ka_timeout = est
+        .keep_alive
+        .saturating_add(est.keep_alive.checked_div(2).unwrap_or_default());
     let mut conn = Connection {
+        bucket,
+        ack_overrides: HashMap::new(),
+        last_read: Instant::now(),
         accepted: ::metrics::counter!(metrics::RECORDS_ACCEPTED, "record_type" => "no_session_context"),
         shared: shared.clone(),
         codec,
@@ -164,12 +186,13 @@ pub(crate) async fn serve<S>(
         identity: est.identity,
         link_tx: est.link_tx,
         link_rx: est.link_rx,
-        ka_timeout: est.keep_alive + est.keep_alive / 2,
+        ka_timeout,
         will: est.will,
         conn_no,
     };
     let end = conn.run(&mut socket).await;
     conn.finish(&mut socket, end).await;
+    shared.buckets.release(&conn.identity.eid);
 
     gauge.decrement(1.0);
     Counters::dec(if v5 { &c.conn_v5 } else { &c.conn_v311 });
@@ -199,6 +222,13 @@ struct Connection {
     /// SUBSCRIBEs partly refused by the ACL: the router answers for the allowed filters, the
     /// refused ones (`Some`) are merged back into its SUBACK in the client's order.
     pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    /// MQTT 5 QoS 1 publishes refused here whose router PUBACK must carry an error code
+    /// (at most one per packet id).
+    ack_overrides: HashMap<u16, PubAckReason>,
+    /// The endpoint's ingress bucket, shared with its other connections.
+    bucket: Arc<Mutex<Bucket>>,
+    /// When the client was last heard from (keep-alive).
+    last_read: Instant,
     client_id: String,
     identity: Identity,
     link_tx: rumqttd::local::LinkTx,
@@ -216,7 +246,7 @@ impl Connection {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, socket: &mut S) -> End {
         let max = self.shared.config.max_packet_size as usize;
         let shutdown = self.shared.shutdown.clone();
-        let mut last_read = Instant::now();
+        self.last_read = Instant::now();
         // A CONNECT may arrive with more packets behind it in the same read.
         if !self.rbuf.is_empty()
             && let Err(end) = self.on_bytes(socket, max).await
@@ -224,15 +254,21 @@ impl Connection {
             return end;
         }
         loop {
+            // Checked on every turn, not only when the timer branch is polled: a connection
+            // whose router side is always ready would otherwise never reach it.
+            if Instant::now() >= self.keep_alive_deadline() {
+                return End::KeepAliveTimeout;
+            }
             // Give back the memory of an earlier large packet or burst.
-            if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * self.read_hint {
+            if self.rbuf.is_empty() && self.rbuf.capacity() > self.read_hint.saturating_mul(2) {
                 self.rbuf = BytesMut::new();
             }
-            let room = self.rbuf.capacity() - self.rbuf.len();
+            let room = self.rbuf.capacity().saturating_sub(self.rbuf.len());
             if room < self.read_hint / 2 {
                 self.rbuf.reserve(self.read_hint);
             }
-            let room = self.rbuf.capacity() - self.rbuf.len();
+            let room = self.rbuf.capacity().saturating_sub(self.rbuf.len());
+            let keep_alive = self.keep_alive_deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -240,7 +276,7 @@ impl Connection {
                     match r {
                         Ok(0) | Err(_) => return End::SocketClosed,
                         Ok(n) => {
-                            last_read = Instant::now();
+                            self.last_read = Instant::now();
                             self.read_hint = next_read_hint(self.read_hint, n, room);
                         }
                     }
@@ -257,17 +293,27 @@ impl Connection {
                     Ok(None) => {}
                     Err(_) => return self.router_dropped(),
                 },
-                _ = tokio::time::sleep_until(last_read + self.ka_timeout) => return End::KeepAliveTimeout,
+                _ = tokio::time::sleep_until(keep_alive) => return End::KeepAliveTimeout,
             }
         }
     }
 
+    fn keep_alive_deadline(&self) -> Instant {
+        // Cannot overflow: the timeout is at most 1.5 × 65,535 s.
+        self.last_read
+            .checked_add(self.ka_timeout)
+            .unwrap_or(self.last_read)
+    }
+
     fn router_dropped(&self) -> End {
-        let newest = self.shared.sessions.lock().get(&self.client_id).copied();
-        if newest.is_some_and(|n| n != self.conn_no) {
-            End::TakenOver
-        } else {
+        if self
+            .shared
+            .sessions
+            .is_current(&self.client_id, self.conn_no)
+        {
             End::RouterDropped
+        } else {
+            End::TakenOver
         }
     }
 
@@ -280,9 +326,10 @@ impl Connection {
     ) -> Result<(), End> {
         let mut end = None;
         loop {
+            let id = crate::codec::publish_id(&self.rbuf);
             match self.codec.read(&mut self.rbuf, max) {
                 Ok(Some(p)) => {
-                    if let Err(e) = self.on_packet(p) {
+                    if let Err(e) = self.on_packet(p, id) {
                         end = Some(e);
                         break;
                     }
@@ -295,14 +342,14 @@ impl Connection {
                 }
                 Err(e) => {
                     warn!(endpoint_id = %self.identity.eid, error = %e, "malformed packet");
-                    end = Some(End::ProtocolError);
+                    end = Some(End::Malformed);
                     break;
                 }
             }
         }
         self.flush_router().await;
-        if !self.wbuf.is_empty() && !self.flush_socket(socket).await {
-            return Err(End::SocketClosed);
+        if !self.wbuf.is_empty() {
+            self.flush_socket(socket).await?;
         }
         end.map_or(Ok(()), Err)
     }
@@ -318,27 +365,42 @@ impl Connection {
         let _ = self.link_tx.send(last).await;
     }
 
-    async fn flush_socket<S: AsyncWrite + Unpin>(&mut self, socket: &mut S) -> bool {
-        let ok = socket.write_all(&self.wbuf).await.is_ok() && socket.flush().await.is_ok();
+    /// Writes the buffer out within `write_timeout`, and never past the keep-alive deadline:
+    /// a peer that stops reading cannot hold the task (and with it the keep-alive timer).
+    async fn flush_socket<S: AsyncWrite + Unpin>(&mut self, socket: &mut S) -> Result<(), End> {
+        let ka_deadline = self.keep_alive_deadline();
+        let write_deadline = Instant::now()
+            .checked_add(self.shared.config.write_timeout)
+            .unwrap_or(ka_deadline);
+        let deadline = write_deadline.min(ka_deadline);
+        let write =
+            async { socket.write_all(&self.wbuf).await.is_ok() && socket.flush().await.is_ok() };
+        let result = match tokio::time::timeout_at(deadline, write).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(End::SocketClosed),
+            Err(_) if ka_deadline < write_deadline => Err(End::KeepAliveTimeout),
+            Err(_) => {
+                warn!(endpoint_id = %self.identity.eid, "writes not drained within write_timeout");
+                Err(End::WriteTimeout)
+            }
+        };
         if self.wbuf.capacity() > WRITE_KEEP {
             self.wbuf = BytesMut::new();
         } else {
             self.wbuf.clear();
         }
-        ok
+        result
     }
 
-    fn on_packet(&mut self, packet: Packet) -> Result<(), End> {
+    /// `id`: QoS and packet id when `packet` is a QoS 1 or 2 PUBLISH.
+    fn on_packet(&mut self, packet: Packet, id: Option<(u8, u16)>) -> Result<(), End> {
         match packet {
-            Packet::Publish(p, props) => self.on_publish(p, props),
+            Packet::Publish(p, props) => self.on_publish(p, props, id),
             Packet::Subscribe(s, props) => {
                 self.on_subscribe(s, props);
                 Ok(())
             }
-            Packet::Unsubscribe(u, _) => {
-                self.on_unsubscribe(u);
-                Ok(())
-            }
+            Packet::Unsubscribe(u, _) => self.on_unsubscribe(u),
             Packet::PingReq(_) => {
                 self.codec.write(Packet::PingResp(PingResp), &mut self.wbuf);
                 Ok(())
@@ -362,181 +424,6 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, mut p: Publish, props: Option<PublishProperties>) -> Result<(), End> {
-        if props
-            .as_ref()
-            .is_some_and(|p| p.topic_alias.is_some() || !p.subscription_identifiers.is_empty())
-        {
-            return Err(End::ProtocolError);
-        }
-        let Ok(topic) = std::str::from_utf8(&p.topic) else {
-            return Err(End::ProtocolError);
-        };
-        let shared = &self.shared;
-        match shared.acl.may_publish(&self.identity, topic) {
-            None => {
-                Counters::inc(&shared.counters.acl_denied_publish);
-                ::metrics::counter!(metrics::ACL_DENIED, "op" => "publish").increment(1);
-                warn!(endpoint_id = %self.identity.eid, topic = %truncate(topic), "publish refused by ACL");
-                self.retarget(p);
-            }
-            Some(Destination::BulkData) => {
-                Counters::inc(&shared.counters.bulk_data);
-                ::metrics::counter!(metrics::BULK_DATA).increment(1);
-                self.to_router.push(Packet::Publish(p, props));
-            }
-            Some(Destination::Usp(side)) => {
-                let check = acl::check_record(
-                    &shared.acl,
-                    side,
-                    &self.identity.eid,
-                    &UspPublish {
-                        topic,
-                        payload: &p.payload,
-                        content_type: props.as_ref().and_then(|p| p.content_type.as_deref()),
-                        v311: !self.codec.is_v5(),
-                    },
-                    &shared.limits,
-                );
-                match check {
-                    Ok(decoded) => {
-                        Counters::inc(&shared.counters.records_accepted);
-                        let rt = decoded.record_type();
-                        if rt == "no_session_context" {
-                            self.accepted.increment(1);
-                        } else {
-                            ::metrics::counter!(metrics::RECORDS_ACCEPTED, "record_type" => rt)
-                                .increment(1);
-                        }
-                        if !shared.config.retain_usp {
-                            p.retain = false;
-                        }
-                        self.to_router.push(Packet::Publish(p, props));
-                    }
-                    Err(e) => {
-                        self.quarantine(topic, &p.payload, &e);
-                        self.retarget(p);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn quarantine(&self, topic: &str, payload: &Bytes, e: &uspwatch_proto::Error) {
-        let shared = &self.shared;
-        let reason = e.reason();
-        Counters::inc(&shared.counters.records_rejected);
-        ::metrics::counter!(metrics::RECORDS_REJECTED, "reason" => reason.as_str()).increment(1);
-        warn!(endpoint_id = %self.identity.eid, reason = %reason, detail = %e, "rejected USP record");
-        let cap = shared.config.quarantine_payload_cap.min(payload.len());
-        let at_ms = now_ms();
-        let _ = shared.quarantine.send(QuarantineEvent {
-            endpoint_id: self.identity.eid.clone(),
-            client_id: self.client_id.clone(),
-            topic: truncate(topic),
-            reason: reason.as_str().to_owned(),
-            usp_err_code: reason.usp_err_code(),
-            detail: e.to_string(),
-            size: payload.len(),
-            payload_b64: base64::engine::general_purpose::STANDARD.encode(&payload[..cap]),
-            truncated: cap < payload.len(),
-            at: rfc3339_millis(at_ms),
-            at_ms,
-        });
-    }
-
-    /// Sends a publish to the router as an empty message on the quarantine topic: the router
-    /// acknowledges it (PUBACK/PUBREC in order) and delivers it nowhere.
-    fn retarget(&mut self, mut p: Publish) {
-        p.topic = Bytes::from_static(QUARANTINE_TOPIC.as_bytes());
-        p.payload = Bytes::new();
-        p.retain = false;
-        self.to_router.push(Packet::Publish(p, None));
-    }
-
-    fn on_subscribe(&mut self, s: Subscribe, props: Option<SubscribeProperties>) {
-        let refused = if self.codec.is_v5() {
-            SubscribeReasonCode::NotAuthorized
-        } else {
-            SubscribeReasonCode::Failure
-        };
-        let mut slots = Vec::with_capacity(s.filters.len());
-        let mut allowed: Vec<Filter> = Vec::new();
-        for f in s.filters {
-            if rumqttd::protocol::valid_filter(&f.path)
-                && self.shared.acl.may_subscribe(&self.identity, &f.path)
-            {
-                slots.push(None);
-                allowed.push(f);
-            } else {
-                Counters::inc(&self.shared.counters.acl_denied_subscribe);
-                ::metrics::counter!(metrics::ACL_DENIED, "op" => "subscribe").increment(1);
-                debug!(endpoint_id = %self.identity.eid, filter = %truncate(&f.path), "subscription refused by ACL");
-                slots.push(Some(refused));
-            }
-        }
-        if allowed.is_empty() {
-            let codes = slots.into_iter().map(|s| s.unwrap_or(refused)).collect();
-            self.codec.write(
-                Packet::SubAck(
-                    SubAck {
-                        pkid: s.pkid,
-                        return_codes: codes,
-                    },
-                    None,
-                ),
-                &mut self.wbuf,
-            );
-            return;
-        }
-        if slots.iter().any(Option::is_some) {
-            self.pending_subacks.insert(s.pkid, slots);
-        }
-        self.to_router.push(Packet::Subscribe(
-            Subscribe {
-                pkid: s.pkid,
-                filters: allowed,
-            },
-            props,
-        ));
-    }
-
-    /// rumqttd answers UNSUBSCRIBE only for filters it holds, one UNSUBACK per filter; we
-    /// answer once, ourselves, and drop the router's. Filters the ACL would never have granted
-    /// cannot be held, so they are answered "no subscription existed" without asking.
-    fn on_unsubscribe(&mut self, u: Unsubscribe) {
-        let mut reasons = Vec::with_capacity(u.filters.len());
-        let mut own = Vec::new();
-        for f in u.filters {
-            if self.shared.acl.may_subscribe(&self.identity, &f) {
-                reasons.push(UnsubAckReason::Success);
-                own.push(f);
-            } else {
-                reasons.push(UnsubAckReason::NoSubscriptionExisted);
-            }
-        }
-        if !own.is_empty() {
-            self.to_router.push(Packet::Unsubscribe(
-                Unsubscribe {
-                    pkid: u.pkid,
-                    filters: own,
-                },
-                None,
-            ));
-        }
-        self.codec.write(
-            Packet::UnsubAck(
-                UnsubAck {
-                    pkid: u.pkid,
-                    reasons,
-                },
-                None,
-            ),
-            &mut self.wbuf,
-        );
-    }
-
     async fn on_notifications<S: AsyncWrite + Unpin>(
         &mut self,
         socket: &mut S,
@@ -545,7 +432,7 @@ impl Connection {
         let mut unscheduled = false;
         let mut end = None;
         let mut next = Some(first);
-        let mut n = 0;
+        let mut n: usize = 0;
         while let Some(notification) = next.take() {
             match notification {
                 Notification::Forward(f) => {
@@ -565,7 +452,7 @@ impl Connection {
                     }
                 }
             }
-            n += 1;
+            n = n.saturating_add(1);
             if n >= MAX_BATCH || self.wbuf.len() >= MAX_BATCH_BYTES {
                 break;
             }
@@ -574,8 +461,8 @@ impl Connection {
                 _ => None,
             };
         }
-        if !self.wbuf.is_empty() && !self.flush_socket(socket).await {
-            return Err(End::SocketClosed);
+        if !self.wbuf.is_empty() {
+            self.flush_socket(socket).await?;
         }
         if unscheduled && self.link_rx.wake().await.is_err() {
             return Err(self.router_dropped());
@@ -586,6 +473,12 @@ impl Connection {
     fn on_ack(&mut self, p: Packet) {
         match p {
             Packet::ConnAck(..) | Packet::UnsubAck(..) => {}
+            Packet::PubAck(mut ack, props) => {
+                if let Some(reason) = self.ack_overrides.remove(&ack.pkid) {
+                    ack.reason = reason;
+                }
+                self.codec.write(Packet::PubAck(ack, props), &mut self.wbuf);
+            }
             Packet::SubAck(mut ack, props) => {
                 if let Some(slots) = self.pending_subacks.remove(&ack.pkid) {
                     let mut granted = ack.return_codes.into_iter();
@@ -607,7 +500,7 @@ impl Connection {
 
     /// Ends the connection: the will (on abrupt loss), the router's cleanup, and for MQTT 5 a
     /// DISCONNECT with the reason when the server ends it.
-    async fn finish<S: AsyncWrite + Unpin>(&mut self, socket: &mut S, end: End) {
+    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(&mut self, socket: &mut S, end: End) {
         let router_gone = matches!(end, End::TakenOver | End::RouterDropped);
         if !router_gone {
             let with_will = !matches!(end, End::Disconnect);
@@ -622,7 +515,7 @@ impl Connection {
                     ..PublishProperties::default()
                 });
                 // The will goes through the same ACL and validation as any publish.
-                let _ = self.on_publish(Publish::new(w.topic, w.message, w.retain), props);
+                let _ = self.on_publish(Publish::new(w.topic, w.message, w.retain), props, None);
             }
             self.to_router.push(Packet::Disconnect(
                 Disconnect {
@@ -640,15 +533,34 @@ impl Connection {
                 Packet::Disconnect(Disconnect { reason_code: code }, None),
                 &mut self.wbuf,
             );
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(1), self.flush_socket(socket))
-                    .await;
+            let wbuf = &self.wbuf;
+            let write = async {
+                socket.write_all(wbuf).await?;
+                socket.flush().await
+            };
+            let _ = tokio::time::timeout(FINAL_WRITE, write).await;
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.shutdown()).await;
-        let mut sessions = self.shared.sessions.lock();
-        if sessions.get(&self.client_id) == Some(&self.conn_no) {
-            sessions.remove(&self.client_id);
+        let _ = tokio::time::timeout(FINAL_WRITE, socket.shutdown()).await;
+        if matches!(
+            end,
+            End::PacketTooLarge | End::Malformed | End::ProtocolError
+        ) {
+            // The client is likely still sending what we refused; closing with unread bytes
+            // resets the connection, and the reset can destroy the DISCONNECT before the client
+            // reads it. Read and discard a bounded amount first.
+            let drain = async {
+                let mut scratch = [0u8; 4096];
+                let mut left = LINGER_BYTES;
+                while left > 0 {
+                    match socket.read(&mut scratch).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(FINAL_WRITE, drain).await;
         }
+        self.shared.sessions.release(&self.client_id, self.conn_no);
     }
 }
 
@@ -659,7 +571,7 @@ fn truncate(s: &str) -> String {
 /// The read room to ask for next, given that a read of `n` bytes had `room` bytes free.
 fn next_read_hint(hint: usize, n: usize, room: usize) -> usize {
     if n >= room {
-        (hint * 2).min(READ_MAX)
+        hint.saturating_mul(2).min(READ_MAX)
     } else if n < room / 4 {
         (hint / 2).max(READ_MIN)
     } else {

@@ -34,6 +34,10 @@ pub enum Error {
     /// The router refused or dropped an in-process link.
     #[error("router link failed: {0}")]
     Link(String),
+    /// A local link's publish failed the controller ACL or the Record checks; nothing was
+    /// sent.
+    #[error("publish to {topic:?} refused: {reason}")]
+    PublishRefused { topic: String, reason: String },
     /// A local link was used after the broker or the link went away.
     #[error("local link is closed")]
     LinkClosed,

@@ -24,22 +24,51 @@
 //!     &["usp/controller/self::uspwatch".into(), "usp/controller/self::uspwatch/#".into()],
 //! )?;
 //! while let Some(d) = deliveries.recv().await {
-//!     if let Some(reply_to) = &d.response_topic {
-//!         publisher.publish(reply_to, d.payload.clone(), Some("usp/controller/self::uspwatch"), Some("usp.msg"))?;
-//!     }
+//!     use uspwatch_proto::Message;
+//!     let Ok(r) = uspwatch_proto::validate(&d.payload, &Default::default()) else { continue };
+//!     let agent = &r.record.from_id;
+//!     let resp = uspwatch_proto::builder::notify_resp("m1", "sub-1");
+//!     let reply = uspwatch_proto::wrap(&resp, "self::uspwatch", agent).encode_to_vec();
+//!     // Only the agent's own topic passes the controller ACL, whatever route it named.
+//!     let topic = format!("usp/agent/{agent}");
+//!     publisher.publish(&topic, reply.into(), Some("usp/controller/self::uspwatch"), Some("usp.msg"))?;
 //! }
 //! # Ok(()) }
 //! ```
 
+// Everything here faces network peers: no unwrap, no silent truncation, no overflow panics.
+// Tests may unwrap and do plain arithmetic.
+#![warn(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::cast_possible_truncation,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod acl;
+// Its arithmetic is on entry numbers of the credentials file (bounded by the file), in error
+// messages only.
+#[allow(clippy::arithmetic_side_effects)]
 mod auth;
 mod codec;
 mod config;
 mod connection;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod local;
 pub mod metrics;
+mod ratelimit;
+mod session;
 mod state;
 mod tls;
 
@@ -62,8 +91,10 @@ pub use error::{Error, Result};
 pub use local::{Delivery, LinkPublisher};
 pub use tls::EID_URI_PREFIX;
 
-use crate::acl::Acl;
+use crate::acl::{Acl, Identity};
 use crate::auth::{Credentials, LoginGate};
+use crate::ratelimit::{Buckets, Rates};
+use crate::session::Sessions;
 use crate::state::{Counters, LOCAL_PREFIX, LinkFactory, Shared};
 
 /// Router connection slots kept for local links on top of `max_connections`.
@@ -166,7 +197,7 @@ impl Broker {
         let r = &config.router;
         let controller_filter = format!("{}/#", config.topics.controller_prefix);
         let router_config = RouterConfig {
-            max_connections: config.max_connections + LOCAL_LINK_RESERVE,
+            max_connections: config.max_connections.saturating_add(LOCAL_LINK_RESERVE),
             max_outgoing_packet_count: r.max_outgoing_packet_count,
             max_segment_size: r.max_segment_size,
             max_segment_count: r.max_segment_count,
@@ -201,7 +232,16 @@ impl Broker {
             presence,
             quarantine,
             counters: Counters::default(),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Sessions::default(),
+            buckets: Buckets::new(Rates {
+                records_per_sec: f64::from(config.ingress_rate),
+                record_burst: f64::from(config.ingress_burst),
+                #[allow(clippy::cast_precision_loss)] // byte rates far below 2^52
+                bytes_per_sec: config.ingress_byte_rate as f64,
+                #[allow(clippy::cast_precision_loss)]
+                byte_burst: config.ingress_byte_burst as f64,
+            }),
+            local_endpoints: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             shutdown: shutdown.child_token(),
             config,
@@ -242,10 +282,12 @@ impl Broker {
         self.addrs.clone()
     }
 
-    /// An in-process link, not subject to the ACL, subscribed (QoS 0) to `filters` (a filter
-    /// covered by another, like `x` by `x/#`, is left out so nothing arrives twice).
-    /// Deliveries keep the MQTT 5 properties they were published with. When the receiver
-    /// is dropped the link leaves the router.
+    /// An in-process link for the controller with Endpoint ID `client_id`, subscribed (QoS
+    /// 0) to `filters` (a filter covered by another, like `x` by `x/#`, is left out so nothing
+    /// arrives twice). Deliveries keep the MQTT 5 properties they were published with. Its
+    /// publishes pass the controller ACL (see [`LinkPublisher::publish`]); Records sent to it
+    /// by clients must be plaintext without a session context, which in-process endpoints do
+    /// not implement. When the receiver is dropped the link leaves the router.
     pub fn local_link(
         &self,
         client_id: &str,
@@ -265,8 +307,32 @@ impl Broker {
         }
         let tx = Arc::new(Mutex::new(tx));
         let (out, deliveries) = mpsc::channel(self.shared.config.local_link_capacity);
-        let closed = local::spawn(rx, tx.clone(), out, self.shared.shutdown.clone());
-        Ok((local::publisher(tx, closed), deliveries))
+        {
+            let mut locals = self.shared.local_endpoints.lock();
+            let n = locals.entry(client_id.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        let on_close = {
+            let (shared, eid) = (self.shared.clone(), client_id.to_owned());
+            move || {
+                let mut locals = shared.local_endpoints.lock();
+                if let Some(n) = locals.get_mut(&eid) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        locals.remove(&eid);
+                    }
+                }
+            }
+        };
+        let closed = local::spawn(rx, tx.clone(), out, self.shared.shutdown.clone(), on_close);
+        let identity = Identity {
+            eid: client_id.to_owned(),
+            role: Role::Controller,
+        };
+        Ok((
+            local::publisher(tx, closed, self.shared.clone(), identity),
+            deliveries,
+        ))
     }
 
     /// Connects, clean disconnects and losses of client connections.
@@ -284,7 +350,7 @@ impl Broker {
         let c = &self.shared.counters;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         BrokerStats {
-            connections: g(&c.conn_v5) + g(&c.conn_v311),
+            connections: g(&c.conn_v5).saturating_add(g(&c.conn_v311)),
             connections_v5: g(&c.conn_v5),
             connections_v311: g(&c.conn_v311),
             connections_tls: g(&c.conn_tls),

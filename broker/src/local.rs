@@ -1,5 +1,11 @@
 //! In-process links: how the controller (and anything else inside the gateway) talks to the
-//! router without a socket and without the ACL.
+//! router without a socket.
+//!
+//! A local link is bound to an Endpoint ID with the controller role, and its publishes pass
+//! the same ACL and Record checks as a remote controller's: only agent topics, a Record
+//! from its own Endpoint ID to the topic's agent, and a reply route that is its own topic. So
+//! a bug upstream (a reply route taken from a payload, say) cannot turn the built-in
+//! controller into a relay between devices.
 
 use std::sync::Arc;
 
@@ -13,7 +19,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::acl::{self, Destination, Identity, Side, UspPublish};
 use crate::error::{Error, Result};
+use crate::state::Shared;
 
 /// Most packets queued behind one pending router signal.
 const MAX_RIDING: usize = 1024;
@@ -28,11 +36,14 @@ pub struct Delivery {
     pub user_properties: Vec<(String, String)>,
 }
 
-/// Publishes into the router as a local link (QoS 0, not subject to the ACL). Cheap to clone.
+/// Publishes into the router as a local link (QoS 0, through the controller ACL). Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct LinkPublisher {
     tx: Arc<Mutex<LinkTx>>,
     closed: CancellationToken,
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
 }
 
 impl std::fmt::Debug for LinkPublisher {
@@ -45,6 +56,10 @@ impl LinkPublisher {
     /// Publishes `payload` to `topic` with the given Response Topic and Content Type (MQTT 5
     /// subscribers see both; MQTT 3.1.1 subscribers get the payload only). A topic nobody
     /// subscribes to drops the message, as MQTT does.
+    ///
+    /// The publish must pass the controller ACL: an agent topic, a valid Record from this
+    /// link's Endpoint ID to that agent, a Response Topic or `/reply-to=` naming this link's
+    /// own topic. Anything else is [`Error::PublishRefused`] and goes nowhere.
     pub fn publish(
         &self,
         topic: &str,
@@ -55,6 +70,7 @@ impl LinkPublisher {
         if self.closed.is_cancelled() {
             return Err(Error::LinkClosed);
         }
+        self.check(topic, &payload, response_topic, content_type)?;
         let props =
             (response_topic.is_some() || content_type.is_some()).then(|| PublishProperties {
                 response_topic: response_topic.map(str::to_owned),
@@ -85,12 +101,44 @@ impl LinkPublisher {
     }
 }
 
-/// Starts the task that moves router notifications of a local link into `out`.
+impl LinkPublisher {
+    fn check(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        response_topic: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Result<()> {
+        let refused = |reason: String| Error::PublishRefused {
+            topic: topic.chars().take(128).collect(),
+            reason,
+        };
+        let acl = &self.shared.acl;
+        if acl.may_publish(&self.identity, topic) != Some(Destination::Usp(Side::Agent)) {
+            return Err(refused("not an agent topic".into()));
+        }
+        let p = UspPublish {
+            topic,
+            payload,
+            content_type,
+            response_topic,
+            v311: false,
+            to_local: false,
+        };
+        acl::check_record(acl, Side::Agent, &self.identity, &p, &self.shared.limits)
+            .map(|_| ())
+            .map_err(|e| refused(e.to_string()))
+    }
+}
+
+/// Starts the task that moves router notifications of a local link into `out`; `on_close`
+/// runs once the link has left the router.
 pub(crate) fn spawn(
     mut link_rx: LinkRx,
     tx: Arc<Mutex<LinkTx>>,
     out: mpsc::Sender<Delivery>,
     shutdown: CancellationToken,
+    on_close: impl FnOnce() + Send + 'static,
 ) -> CancellationToken {
     let closed = CancellationToken::new();
     let done = closed.clone();
@@ -134,12 +182,23 @@ pub(crate) fn spawn(
             None,
         );
         let _ = tx.lock().send(disconnect).now_or_never();
+        on_close();
         debug!("local link closed");
     });
     closed
 }
 
-/// Builds a publisher around a link's sender.
-pub(crate) fn publisher(tx: Arc<Mutex<LinkTx>>, closed: CancellationToken) -> LinkPublisher {
-    LinkPublisher { tx, closed }
+/// Builds a publisher around a link's sender, bound to `identity`.
+pub(crate) fn publisher(
+    tx: Arc<Mutex<LinkTx>>,
+    closed: CancellationToken,
+    shared: Arc<Shared>,
+    identity: Identity,
+) -> LinkPublisher {
+    LinkPublisher {
+        tx,
+        closed,
+        shared,
+        identity: Arc::new(identity),
+    }
 }

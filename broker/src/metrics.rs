@@ -10,12 +10,12 @@ use metrics::{describe_counter, describe_gauge};
 pub const CONNECTIONS: &str = "uspwatch_broker_connections";
 /// Counter, label `reason` (`accepted`, `bad_credentials`, `not_authorized`,
 /// `endpoint_mismatch`, `client_id_invalid`, `protocol_error`, `unsupported_version`,
-/// `timeout`, `tls_handshake`, `server_busy`, `login_throttled`, `login_busy`): CONNECT
-/// outcomes.
+/// `timeout`, `tls_handshake`, `server_busy`, `login_throttled`, `login_busy`,
+/// `client_id_in_use`): CONNECT outcomes.
 pub const CONNECTS: &str = "uspwatch_broker_connects_total";
 /// Counter, label `reason` (presence reasons: `disconnect`, `keep_alive_timeout`,
-/// `socket_closed`, `protocol_error`, `packet_too_large`, `session_taken_over`, `shutdown`):
-/// connections that ended.
+/// `write_timeout`, `socket_closed`, `malformed_packet`, `protocol_error`, `packet_too_large`,
+/// `session_taken_over`, `shutdown`): connections that ended.
 pub const DISCONNECTS: &str = "uspwatch_broker_disconnects_total";
 /// Counter, label `record_type`: USP Records that passed validation and were routed.
 pub const RECORDS_ACCEPTED: &str = "uspwatch_broker_records_accepted_total";

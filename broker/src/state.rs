@@ -14,6 +14,8 @@ use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
 use crate::acl::Acl;
 use crate::auth::{Credentials, LoginGate};
 use crate::config::BrokerConfig;
+use crate::ratelimit::Buckets;
+use crate::session::Sessions;
 
 /// Registers a connection with the router: `(client id, clean session)`. The router's
 /// sender type is not nameable outside rumqttd, so it lives inside this closure.
@@ -58,11 +60,22 @@ pub(crate) struct Shared {
     pub presence: broadcast::Sender<PresenceEvent>,
     pub quarantine: broadcast::Sender<QuarantineEvent>,
     pub counters: Counters,
-    /// Newest connection number per client id: an older connection that loses its router
-    /// link was taken over.
-    pub sessions: Mutex<HashMap<String, u64>>,
+    /// Which Endpoint ID owns each client id, and its newest connection.
+    pub sessions: Sessions,
+    /// Ingress token buckets of the connected agents.
+    pub buckets: Buckets,
+    /// Endpoint IDs served by in-process links (the built-in controller), with their link
+    /// count: they take plaintext Records without a session context only.
+    pub local_endpoints: Mutex<HashMap<String, usize>>,
     pub next_conn: AtomicU64,
     pub shutdown: CancellationToken,
 }
 
 pub(crate) use uspwatch_proto::time::now_ms;
+
+impl Shared {
+    /// Whether `eid` is served by an in-process link.
+    pub(crate) fn is_local_endpoint(&self, eid: &str) -> bool {
+        self.local_endpoints.lock().contains_key(eid)
+    }
+}

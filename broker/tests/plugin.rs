@@ -132,6 +132,7 @@ async fn controller_link_reaches_v5_and_v311_agents() {
     assert_eq!(props.content_type.as_deref(), Some("usp.msg"));
 
     let topic4 = with_reply_to(&format!("usp/agent/{e4}"), CTL_TOPIC);
+    let get = Bytes::from(wrap(&builder::get("g2", &["Device."], 0), CTL, e4).encode_to_vec());
     publisher.publish(&topic4, get.clone(), None, None).unwrap();
     let rumqttc::Packet::Publish(p) =
         until(&mut ev4, |e| matches!(e, Ok(rumqttc::Packet::Publish(_))))
@@ -162,7 +163,8 @@ async fn concurrent_controller_publishes_all_arrive_in_order() {
             let p = publisher.clone();
             tokio::spawn(async move {
                 for i in 0..each {
-                    let payload = Bytes::from(format!("{w}:{i}"));
+                    let get = builder::get(&format!("{w}:{i}"), &["Device."], 0);
+                    let payload = Bytes::from(wrap(&get, CTL, eid).encode_to_vec());
                     p.publish(&format!("usp/agent/{eid}"), payload, None, None)
                         .unwrap();
                     if i % 7 == 0 {
@@ -183,7 +185,15 @@ async fn concurrent_controller_publishes_all_arrive_in_order() {
         else {
             unreachable!()
         };
-        let text = String::from_utf8(p.payload.to_vec()).unwrap();
+        let decoded = uspwatch_proto::validate(&p.payload, &Default::default()).unwrap();
+        let text = decoded
+            .msg()
+            .unwrap()
+            .header
+            .as_ref()
+            .unwrap()
+            .msg_id
+            .clone();
         let (w, i) = text.split_once(':').unwrap();
         let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
         assert_eq!(i, next[w], "writer {w} out of order");
@@ -424,7 +434,10 @@ async fn request_response_round_trip_is_fast() {
     tokio::spawn(async move {
         while let Some(d) = link.recv().await {
             if let Some(reply) = d.response_topic {
-                let _ = publisher.publish(&reply, d.payload, Some(CTL_TOPIC), Some("usp.msg"));
+                let r = uspwatch_proto::validate(&d.payload, &Default::default()).unwrap();
+                let resp = builder::notify_resp("m", "sub-1");
+                let resp = Bytes::from(wrap(&resp, CTL, &r.record.from_id).encode_to_vec());
+                let _ = publisher.publish(&reply, resp, Some(CTL_TOPIC), Some("usp.msg"));
             }
         }
     });
@@ -461,11 +474,16 @@ async fn request_response_round_trip_is_fast() {
     );
 }
 
+const EXT: &str = "self::external";
+const EXT_TOPIC: &str = "usp/controller/self::external";
+
 #[tokio::test]
 async fn bulk_data_and_encrypted_records_pass_without_payload_decoding() {
     use uspwatch_proto::pb::usp_record::record::RecordType;
     let (b, _t) = broker(|c| c.topics.bulk_data_topics = vec!["bulk/+/report".into()]).await;
-    let (_p, mut link) = controller_link(&b);
+    // An external controller's topic, watched by an in-process observer: E2E Records between
+    // an agent and a controller that is not in-process pass untouched.
+    let (_p, mut link) = b.local_link("observer", &[EXT_TOPIC.to_string()]).unwrap();
     let (_p2, mut bulk) = b.local_link("collector", &["bulk/#".to_string()]).unwrap();
     let eid = "os::00256D-J1";
     let (c, mut ev) = v5_client(addr(&b, ListenerKind::V5), eid, |_| {}).await;
@@ -491,13 +509,13 @@ async fn bulk_data_and_encrypted_records_pass_without_payload_decoding() {
         .unwrap();
     assert_eq!(d.payload, report);
 
-    let mut r = wrap(&builder::get("x", &["Device."], 0), eid, CTL);
+    let mut r = wrap(&builder::get("x", &["Device."], 0), eid, EXT);
     r.payload_security = 1;
     if let Some(RecordType::NoSessionContext(n)) = &mut r.record_type {
         n.payload = Bytes::from_static(b"\x17\x03\x03\x00\x10 opaque TLS record");
     }
     let e2e = Bytes::from(r.encode_to_vec());
-    c.publish(CTL_TOPIC, Q5::AtLeastOnce, false, e2e.clone())
+    c.publish(EXT_TOPIC, Q5::AtLeastOnce, false, e2e.clone())
         .await
         .unwrap();
     let d = tokio::time::timeout(WAIT, link.recv())

@@ -107,6 +107,11 @@ impl Core {
         format!("{}-{n}", self.msg_prefix)
     }
 
+    /// The topic an agent is reached at: `<agent_prefix>/<EID>`.
+    pub(crate) fn agent_topic(&self, endpoint_id: &str) -> String {
+        format!("{}/{}", self.cfg.agent_prefix, endpoint_id)
+    }
+
     /// The agent's reply route, or its conventional topic if we have not heard from it.
     pub(crate) fn route(&self, endpoint_id: &str) -> Route {
         self.routes
@@ -114,13 +119,28 @@ impl Core {
             .get(endpoint_id)
             .cloned()
             .unwrap_or_else(|| Route {
-                reply_topic: format!("{}/{}", self.cfg.agent_prefix, endpoint_id),
+                reply_topic: self.agent_topic(endpoint_id),
                 v5: true,
             })
     }
 
-    /// Publishes a Msg to an agent per the MQTT binding of its version.
+    /// Publishes a Msg to an agent per the MQTT binding of its version. A route that is not
+    /// the agent's own topic (or below it) is never used: the agent is addressed by its
+    /// Endpoint ID's topic instead.
     pub(crate) async fn send(&self, endpoint_id: &str, route: &Route, msg: &Msg) -> Result<()> {
+        let own = self.agent_topic(endpoint_id);
+        let route = if mqtt::is_own_reply_topic(&route.reply_topic, &own) {
+            route
+        } else {
+            warn!(
+                endpoint_id,
+                "stored reply route is not the agent's own topic; using its topic"
+            );
+            &Route {
+                reply_topic: own,
+                v5: route.v5,
+            }
+        };
         let payload = Bytes::from(wrap(msg, &self.cfg.endpoint_id, endpoint_id).encode_to_vec());
         let res = if route.v5 {
             self.mtp

@@ -8,5 +8,6 @@ mod pipeline {
     pub mod log_store;
     pub mod outage;
     pub mod requests;
+    pub mod routes;
     pub mod support;
 }

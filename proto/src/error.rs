@@ -71,6 +71,16 @@ pub enum Error {
     InvalidEndpointId { id: String, why: &'static str },
     #[error("command is invalid: {0}")]
     InvalidCommand(String),
+    #[error("reply topic {reply_to:?} is not the sender's own topic {own:?} or below it")]
+    ForeignReplyTo { reply_to: String, own: String },
+    #[error("sender is over its ingress rate limit: {0}")]
+    RateLimited(String),
+    #[error(
+        "end-to-end protected (TLS12) record for an endpoint that has no secure session support"
+    )]
+    SecureSessionNotSupported,
+    #[error("session context record for an endpoint that supports no session context")]
+    SessionContextNotSupported,
 }
 
 /// The stable label of a rejection, for metrics and quarantine events.
@@ -110,11 +120,21 @@ pub enum Reason {
     BulkDataMalformed,
     /// A Bulk Data report over the byte or value limit.
     BulkDataTooLarge,
+    /// A reply route (MQTT 5 Response Topic, 3.1.1 `/reply-to=`, MQTTConnect
+    /// `subscribed_topic`) that is not the sender's own topic.
+    ForeignReplyTo,
+    /// The sender exceeded its ingress token bucket.
+    RateLimited,
+    /// `payload_security = TLS12` for an in-process endpoint (R-E2E.41: TLS12 only inside a
+    /// session context, which the built-in controller does not implement).
+    SecureSessionNotSupported,
+    /// A session context Record for an in-process endpoint (no USP session context support).
+    SessionContextNotSupported,
 }
 
 impl Reason {
     /// Every reason, for pre-registering metric series and for documentation.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 34] = [
         Reason::TooLarge,
         Reason::Undecodable,
         Reason::NoRecordType,
@@ -145,6 +165,10 @@ impl Reason {
         Reason::InvalidCommand,
         Reason::BulkDataMalformed,
         Reason::BulkDataTooLarge,
+        Reason::ForeignReplyTo,
+        Reason::RateLimited,
+        Reason::SecureSessionNotSupported,
+        Reason::SessionContextNotSupported,
     ];
 
     /// Stable snake_case name.
@@ -180,6 +204,10 @@ impl Reason {
             Reason::InvalidCommand => "invalid_command",
             Reason::BulkDataMalformed => "bulk_data_malformed",
             Reason::BulkDataTooLarge => "bulk_data_too_large",
+            Reason::ForeignReplyTo => "foreign_reply_to",
+            Reason::RateLimited => "rate_limited",
+            Reason::SecureSessionNotSupported => "secure_session_not_supported",
+            Reason::SessionContextNotSupported => "session_context_not_supported",
         }
     }
 
@@ -206,8 +234,10 @@ impl Reason {
             | Reason::MsgTypeMismatch
             | Reason::EmptyNotify
             | Reason::InvalidCommand => Some(7004),
-            Reason::TooLarge => Some(7005),
-            Reason::FromIdMismatch | Reason::ToIdMismatch => Some(7006),
+            Reason::TooLarge | Reason::RateLimited => Some(7005),
+            Reason::FromIdMismatch | Reason::ToIdMismatch | Reason::ForeignReplyTo => Some(7006),
+            Reason::SecureSessionNotSupported => Some(7102),
+            Reason::SessionContextNotSupported => Some(7106),
             Reason::WrongContentType
             | Reason::MissingReplyTo
             | Reason::InvalidReplyTo
@@ -256,6 +286,10 @@ impl Error {
             Error::InvalidReplyTo(_) => Reason::InvalidReplyTo,
             Error::InvalidEndpointId { .. } => Reason::InvalidEndpointId,
             Error::InvalidCommand(_) => Reason::InvalidCommand,
+            Error::ForeignReplyTo { .. } => Reason::ForeignReplyTo,
+            Error::RateLimited(_) => Reason::RateLimited,
+            Error::SecureSessionNotSupported => Reason::SecureSessionNotSupported,
+            Error::SessionContextNotSupported => Reason::SessionContextNotSupported,
         }
     }
 }

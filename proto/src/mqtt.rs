@@ -66,6 +66,20 @@ fn decode_slashes(s: &str) -> String {
     out
 }
 
+/// Whether a reply route a sender names (MQTT 5 Response Topic, 3.1.1 `/reply-to=`, MQTTConnect
+/// `subscribed_topic`) is the sender's own topic or a topic below it. Anything else would make
+/// the receiver publish its answers, and every later request, to somebody else's topic.
+/// Wildcards and `$` topics are never routes (MQTT-3.3.2-14).
+pub fn is_own_reply_topic(reply_topic: &str, own_topic: &str) -> bool {
+    if reply_topic.contains(['+', '#', '\0']) || reply_topic.starts_with('$') {
+        return false;
+    }
+    match reply_topic.strip_prefix(own_topic) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
 /// The Endpoint ID addressed by a topic `<prefix>/<EID>` (ignoring a reply-to suffix), if the
 /// topic has that prefix.
 pub fn topic_endpoint<'a>(topic: &'a str, prefix: &str) -> Option<&'a str> {
@@ -123,6 +137,25 @@ mod tests {
         assert_eq!(topic_endpoint("usp/agent/a/b", "usp/agent"), None);
         assert_eq!(topic_endpoint("usp/agentx/a", "usp/agent"), None);
         assert_eq!(topic_endpoint("usp/agent/", "usp/agent"), None);
+    }
+
+    #[test]
+    fn only_the_senders_own_topic_is_a_reply_route() {
+        let own = "usp/agent/os::00256D-A";
+        for (t, ok) in [
+            ("usp/agent/os::00256D-A", true),
+            ("usp/agent/os::00256D-A/replies", true),
+            ("usp/agent/os::00256D-AB", false),
+            ("usp/agent/os::00256D-B", false),
+            ("usp/controller/self::other", false),
+            ("usp/agent/os::00256D-A/#", false),
+            ("usp/agent/os::00256D-A/+", false),
+            ("$SYS/usp/agent/os::00256D-A", false),
+            ("usp/agent", false),
+            ("", false),
+        ] {
+            assert_eq!(is_own_reply_topic(t, own), ok, "{t}");
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ async fn gateway(
     cfg.broker.listeners.v311 = None;
     cfg.broker.allow_anonymous = true;
     cfg.broker.max_connections = args.connections + args.agents * 2 + args.fault_reps + 1_000;
+    // Each load agent sends at full speed, far above a real device's ingress limit.
+    cfg.broker.ingress_rate = 0;
+    cfg.broker.ingress_byte_rate = 0;
     cfg.pipeline.log.dir = data.path().join("events");
     if let Some(brokers) = kafka {
         let k = uspwatch_pipeline::KafkaConfig {

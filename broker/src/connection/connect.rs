@@ -16,6 +16,7 @@ use crate::acl::Identity;
 use crate::auth::{self, Offer, Refusal};
 use crate::codec::{Codec, ReadError};
 use crate::metrics;
+use crate::session::assign_client_id;
 use crate::state::{Counters, LOCAL_PREFIX, Shared};
 
 /// Largest CONNECT read (client id, credentials and will together).
@@ -61,7 +62,21 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             );
             return Err(fail("unsupported_version"));
         }
-        Ok(Err(_)) => return Err(fail("protocol_error")),
+        Ok(Err(ReadError::Closed)) => return Err(fail("socket_closed")),
+        Ok(Err(e)) => {
+            // MQTT 5 lets the server say why before it closes (CONNACK 0x81 / 0x95).
+            let code = match e {
+                ReadError::TooLarge(_) => ConnectReturnCode::PacketTooLarge,
+                _ => ConnectReturnCode::MalformedPacket,
+            };
+            if codec.is_v5() && rbuf.first() == Some(&0x10) {
+                write_connack(shared, socket, codec, code, false, None).await;
+            }
+            warn!(error = %e, "CONNECT refused");
+            Counters::inc(&shared.counters.connects_refused);
+            ::metrics::counter!(metrics::CONNECTS, "reason" => "protocol_error").increment(1);
+            return Err(fail("protocol_error"));
+        }
         Ok(Ok(p)) => p,
     };
     let Packet::Connect(connect, props, will, will_props, login) = packet else {
@@ -92,16 +107,26 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(refuse(shared, socket, codec, &client_id, r).await);
     }
     if client_id.is_empty() {
-        client_id = format!("uspwatch-{conn_no}");
+        client_id = assign_client_id();
         assigned = Some(client_id.clone());
     }
 
-    let user_property_eid = props.as_ref().and_then(|p| {
-        p.user_properties
-            .iter()
-            .find(|(k, _)| k == USER_PROPERTY_ENDPOINT_ID)
-            .map(|(_, v)| v.clone())
-    });
+    let claims: Vec<String> = props
+        .iter()
+        .flat_map(|p| p.user_properties.iter())
+        .filter(|(k, _)| k == USER_PROPERTY_ENDPOINT_ID)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let user_property_eid = claims.first().cloned();
+    if let Some(first) = &user_property_eid
+        && let Some(other) = claims.iter().find(|v| *v != first)
+    {
+        let r = Refusal::EndpointMismatch {
+            bound: first.chars().take(128).collect(),
+            claimed: other.chars().take(128).collect(),
+        };
+        return Err(refuse(shared, socket, codec, &client_id, r).await);
+    }
     let verified = match (&shared.credentials, &login) {
         (Some(creds), Some(login)) => {
             let (user, pass) = (&login.username, login.password.as_bytes());
@@ -133,26 +158,29 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         requested.clamp(min, max)
     };
 
-    shared.sessions.lock().insert(client_id.clone(), conn_no);
+    // Checked and bound before the router sees the client id: the router would otherwise end
+    // the owner's connection and hand its session to whoever asked.
+    if shared
+        .sessions
+        .claim(&client_id, &identity.eid, conn_no, !connect.clean_session)
+        .is_err()
+    {
+        return Err(refuse_in_use(shared, socket, codec, &client_id, &identity.eid).await);
+    }
     let factory = shared.link.clone();
     let (cid, clean) = (client_id.clone(), connect.clean_session);
     let registered = tokio::task::spawn_blocking(move || factory(&cid, clean)).await;
     let (link_tx, link_rx, ack) = match registered {
         Ok(Ok(x)) => x,
         _ => {
-            {
-                let mut sessions = shared.sessions.lock();
-                if sessions.get(&client_id) == Some(&conn_no) {
-                    sessions.remove(&client_id);
-                }
-            }
+            shared.sessions.release(&client_id, conn_no);
             warn!(client_id = %client_id, "router refused the connection");
             let code = if v5 {
                 ConnectReturnCode::ServerBusy
             } else {
                 ConnectReturnCode::ServiceUnavailable
             };
-            write_connack(socket, codec, code, false, None).await;
+            write_connack(shared, socket, codec, code, false, None).await;
             Counters::inc(&shared.counters.connects_refused);
             ::metrics::counter!(metrics::CONNECTS, "reason" => "server_busy").increment(1);
             return Err(fail("server_busy"));
@@ -185,6 +213,7 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         ..ConnAckProperties::default()
     });
     if !write_connack(
+        shared,
         socket,
         codec,
         ConnectReturnCode::Success,
@@ -193,6 +222,7 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await
     {
+        shared.sessions.release(&client_id, conn_no);
         return Err(fail("socket_closed"));
     }
     Counters::inc(&shared.counters.connects_accepted);
@@ -222,7 +252,7 @@ async fn read_first<S: AsyncRead + Unpin>(
         }
         rbuf.reserve(4096);
         match socket.read_buf(rbuf).await {
-            Ok(0) | Err(_) => return Err(ReadError::Malformed("closed before CONNECT".into())),
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
             Ok(_) => {}
         }
     }
@@ -250,13 +280,37 @@ async fn refuse<S: AsyncWrite + Unpin>(
         reason_string: Some(r.to_string().chars().take(256).collect()),
         ..ConnAckProperties::default()
     });
-    write_connack(socket, codec, code, false, props).await;
+    write_connack(shared, socket, codec, code, false, props).await;
     Counters::inc(&shared.counters.connects_refused);
     ::metrics::counter!(metrics::CONNECTS, "reason" => r.reason()).increment(1);
     fail(r.reason())
 }
 
+/// The client id belongs to another Endpoint ID: refused with "client identifier not valid"
+/// (MQTT 5 0x85, 3.1.1 code 2); the owner's connection and session are untouched.
+async fn refuse_in_use<S: AsyncWrite + Unpin>(
+    shared: &Shared,
+    socket: &mut S,
+    codec: &Codec,
+    client_id: &str,
+    eid: &str,
+) -> Failed {
+    warn!(client_id = %client_id.chars().take(80).collect::<String>(), endpoint_id = %eid, reason = "client_id_in_use", "CONNECT refused: client id belongs to another endpoint");
+    let props = codec.is_v5().then(|| ConnAckProperties {
+        reason_string: Some("client id is bound to another endpoint".into()),
+        ..ConnAckProperties::default()
+    });
+    let code = ConnectReturnCode::ClientIdentifierNotValid;
+    write_connack(shared, socket, codec, code, false, props).await;
+    Counters::inc(&shared.counters.connects_refused);
+    ::metrics::counter!(metrics::CONNECTS, "reason" => "client_id_in_use").increment(1);
+    fail("client_id_in_use")
+}
+
+/// Writes a CONNACK within `connect_timeout`: a client that sends CONNECT and never reads
+/// must not hold the task.
 async fn write_connack<S: AsyncWrite + Unpin>(
+    shared: &Shared,
     socket: &mut S,
     codec: &Codec,
     code: ConnectReturnCode,
@@ -268,7 +322,11 @@ async fn write_connack<S: AsyncWrite + Unpin>(
         session_present,
         code,
     };
-    codec.write(Packet::ConnAck(ack, props), &mut buf)
-        && socket.write_all(&buf).await.is_ok()
-        && socket.flush().await.is_ok()
+    if !codec.write(Packet::ConnAck(ack, props), &mut buf) {
+        return false;
+    }
+    let write = async { socket.write_all(&buf).await.is_ok() && socket.flush().await.is_ok() };
+    tokio::time::timeout(shared.config.connect_timeout, write)
+        .await
+        .unwrap_or(false)
 }

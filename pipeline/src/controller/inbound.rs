@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uspwatch_proto::pb::usp::{Msg, body, request};
+use uspwatch_proto::pb::usp_record::record::PayloadSecurity;
 use uspwatch_proto::pb::usp_record::{Record, mqtt_connect_record::MqttVersion, record};
-use uspwatch_proto::{Event, EventKind, Limits, builder, mqtt, validate};
+use uspwatch_proto::{Event, EventKind, Limits, Reason, builder, mqtt, validate};
 
 use super::{Core, Route, complete_operation, complete_request};
 use crate::dedup::Seen;
@@ -39,7 +40,7 @@ pub(crate) async fn run(
     }
 }
 
-/// The reply route an inbound publish carries, if any.
+/// The reply route an inbound publish names, if any (checked by the caller).
 fn route_of(rec: &InboundRecord) -> Option<Route> {
     if let Some(rt) = rec.response_topic.as_deref().filter(|t| !t.is_empty()) {
         return Some(Route {
@@ -84,20 +85,41 @@ async fn handle(core: &Arc<Core>, limits: &Limits, rec: InboundRecord) {
         warn!(endpoint_id = %from, to_id = %decoded.record.to_id, "record not addressed to this controller");
         return;
     }
+    // This controller implements neither USP session context nor E2E protection; such a
+    // Record must not be read or answered as if it were plaintext without a session.
+    let unsupported = if decoded.record.payload_security == PayloadSecurity::Tls12 as i32 {
+        Some(Reason::SecureSessionNotSupported)
+    } else if matches!(
+        decoded.record.record_type,
+        Some(record::RecordType::SessionContext(_))
+    ) {
+        Some(Reason::SessionContextNotSupported)
+    } else {
+        None
+    };
+    if let Some(reason) = unsupported {
+        reject(core, &from, reason);
+        return;
+    }
     let now = now_ms();
     let mut route = route_of(&rec);
-    match &decoded.record.record_type {
-        Some(record::RecordType::MqttConnect(c)) => {
-            route = Some(Route {
-                reply_topic: c.subscribed_topic.clone(),
-                v5: c.version == MqttVersion::V5 as i32,
-            });
-        }
-        Some(record::RecordType::Disconnect(d)) => {
-            core.inventory.disconnected(&from, &d.reason);
-            return;
-        }
-        _ => {}
+    if let Some(record::RecordType::MqttConnect(c)) = &decoded.record.record_type {
+        route = Some(Route {
+            reply_topic: c.subscribed_topic.clone(),
+            v5: c.version == MqttVersion::V5 as i32,
+        });
+    }
+    // Reply routes come from identity: only the agent's own topic (or below it) is ever
+    // stored or answered to, whatever the publish or the Record names.
+    if let Some(r) = &route
+        && !mqtt::is_own_reply_topic(&r.reply_topic, &core.agent_topic(&from))
+    {
+        reject(core, &from, Reason::ForeignReplyTo);
+        return;
+    }
+    if let Some(record::RecordType::Disconnect(d)) = &decoded.record.record_type {
+        core.inventory.disconnected(&from, &d.reason);
+        return;
     }
     let version = route.as_ref().map(|r| if r.v5 { "5" } else { "3.1.1" });
     core.inventory.touch(&from, now, version);
@@ -129,6 +151,12 @@ async fn handle(core: &Arc<Core>, limits: &Limits, rec: InboundRecord) {
             complete_request(core, &from, msg, &msg_id);
         }
     }
+}
+
+fn reject(core: &Core, from: &str, reason: Reason) {
+    core.stats.records_invalid.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(m::RECORDS_INVALID, "reason" => reason.as_str()).increment(1);
+    warn!(endpoint_id = %from, reason = reason.as_str(), "record refused");
 }
 
 async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now: i64) {
