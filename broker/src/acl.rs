@@ -76,7 +76,7 @@ impl Acl {
             Role::Agent => Side::Controller,
             Role::Controller => Side::Agent,
         };
-        if topic_endpoint(topic, self.prefix(side)).is_some() {
+        if self.destination_endpoint(side, topic).is_some() {
             return Some(Destination::Usp(side));
         }
         let bulk = self
@@ -85,6 +85,21 @@ impl Acl {
             .iter()
             .any(|f| rumqttd::protocol::matches(topic, f));
         (bulk && id.role == Role::Agent).then_some(Destination::BulkData)
+    }
+
+    /// The Endpoint ID a USP topic on `side` addresses. Agent topics may have levels below
+    /// `<prefix>/<EID>`: an agent may name such a topic as its reply route.
+    pub(crate) fn destination_endpoint<'a>(&self, side: Side, topic: &'a str) -> Option<&'a str> {
+        let prefix = self.prefix(side);
+        topic_endpoint(topic, prefix).or_else(|| match side {
+            Side::Controller => None,
+            Side::Agent => topic
+                .strip_prefix(prefix)?
+                .strip_prefix('/')?
+                .split('/')
+                .next()
+                .filter(|eid| !eid.is_empty()),
+        })
     }
 
     pub(crate) fn prefix(&self, side: Side) -> &str {
@@ -150,7 +165,7 @@ pub(crate) fn check_record(
     if let Some(RecordType::MqttConnect(c)) = &decoded.record.record_type {
         foreign_reply_to(&c.subscribed_topic, &own)?;
     }
-    let dest = topic_endpoint(p.topic, acl.prefix(side)).unwrap_or_default();
+    let dest = acl.destination_endpoint(side, p.topic).unwrap_or_default();
     if decoded.record.to_id != dest {
         return Err(UspError::ToIdMismatch {
             to_id: decoded.record.to_id.chars().take(128).collect(),
@@ -257,6 +272,12 @@ mod tests {
             Some(Destination::Usp(Side::Agent))
         );
         assert_eq!(acl.may_publish(&c, "usp/controller/self::other"), None);
+        assert_eq!(
+            acl.may_publish(&c, "usp/agent/os::00256D-B/replies"),
+            Some(Destination::Usp(Side::Agent))
+        );
+        assert_eq!(acl.may_publish(&c, "usp/agent//x"), None);
+        assert_eq!(acl.may_publish(&a, "usp/controller/self::ctl/x"), None);
     }
 
     #[test]

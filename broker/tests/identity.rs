@@ -192,14 +192,11 @@ async fn the_controller_link_obeys_the_controller_acl() {
         let r = publisher.publish(&topic, payload, rt.as_deref(), Some("usp.msg"));
         assert!(r.is_err(), "{topic} {rt:?} was accepted");
     }
-    publisher
-        .publish(
-            &format!("usp/agent/{A}"),
-            get(A),
-            Some(CTL_TOPIC),
-            Some("usp.msg"),
-        )
-        .expect("a request to the topic of its addressee passes");
+    for topic in [format!("usp/agent/{A}"), format!("usp/agent/{A}/replies")] {
+        publisher
+            .publish(&topic, get(A), Some(CTL_TOPIC), Some("usp.msg"))
+            .expect("a request to the topic of its addressee passes");
+    }
 }
 
 /// A credentials file with one agent per `(username, endpoint id)`, all with password `pw`.
