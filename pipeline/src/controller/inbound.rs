@@ -183,6 +183,12 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             return;
         }
     };
+    // Bounded in bytes too: an in-flight Notify holds its event and its encoding.
+    let Ok(bytes) = core.in_flight_bytes(out.value.len()).await else {
+        done.finish(false);
+        release(core);
+        return;
+    };
     let ack = match core.sink.enqueue(out).await {
         Ok(a) => a,
         Err(e) => {
@@ -198,7 +204,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
         let core = core2;
         let stored = ack.await;
         release(&core);
-        drop(permit);
+        drop((permit, bytes));
         match stored {
             Ok(store) => {
                 done.finish(true);
