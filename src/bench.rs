@@ -7,6 +7,7 @@
 mod baseline;
 mod client;
 mod hist;
+mod memory;
 mod proc;
 mod report;
 mod scenarios;
@@ -20,7 +21,8 @@ use anyhow::Context;
 /// Arguments of `uspwatch bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run, comma-separated: connections, ingest, kafka, fault, baseline.
+    /// Scenarios to run, comma-separated: connections, ingest, kafka, fault, baseline, memory
+    /// (not run by default).
     #[arg(
         long,
         value_delimiter = ',',
@@ -60,6 +62,13 @@ pub struct BenchArgs {
     /// Background Notifies per second during fault-to-command.
     #[arg(long, default_value_t = 2_000)]
     pub fault_background_rate: u64,
+    /// Agents answered at one Notify/s each while one agent floods maximum-size Records
+    /// (memory scenario).
+    #[arg(long, default_value_t = 1_000)]
+    pub memory_agents: usize,
+    /// Length of each of the memory scenario's two runs (without and with the flood).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub memory_duration: Duration,
     /// 127.0.0.x source addresses the agents spread over.
     #[arg(long, default_value_t = 32)]
     pub sources: usize,
@@ -89,6 +98,8 @@ impl BenchArgs {
         self.fault_reps = 2;
         self.fault_background_rate = 100;
         self.sources = 4;
+        self.memory_agents = 20;
+        self.memory_duration = Duration::from_secs(2);
     }
 
     fn wants(&self, s: &str) -> bool {
@@ -112,7 +123,16 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         args.shrink();
     }
     for s in &args.scenarios {
-        if !["connections", "ingest", "kafka", "fault", "baseline"].contains(&s.trim()) {
+        if ![
+            "connections",
+            "ingest",
+            "kafka",
+            "fault",
+            "baseline",
+            "memory",
+        ]
+        .contains(&s.trim())
+        {
             anyhow::bail!("unknown scenario {s:?}");
         }
     }

@@ -102,3 +102,34 @@ async fn fault_to_command_right_after_start() {
     assert_eq!(num(&r, "fault.timeouts"), 0.0, "{r:#}");
     assert_eq!(num(&r, "fault.latency.count"), 2.0, "{r:#}");
 }
+
+/// The memory scenario at tiny sizes: the flood of maximum-size Records is answered, the other
+/// agents are answered around it, and the RSS figures and their bound are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_scenario_reports_the_flood_and_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspwatch"))
+        .args(["bench", "--smoke", "--scenarios", "memory", "--json"])
+        .arg(&json)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), out)
+        .await
+        .expect("the memory run finishes within 4 minutes")
+        .expect("uspwatch bench output");
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("valid JSON");
+    assert!(num(&r, "memory.flood_notifies") > 0.0, "{r:#}");
+    assert!(num(&r, "memory.record_bytes") > 1_000_000.0, "{r:#}");
+    assert!(num(&r, "memory.quiet_latency.count") > 0.0, "{r:#}");
+    assert!(num(&r, "memory.loud_latency.count") > 0.0, "{r:#}");
+    assert!(num(&r, "memory.peak_rss_mib") >= num(&r, "memory.rss_before_mib") * 0.5);
+    assert!(num(&r, "memory.bound_mib") > num(&r, "memory.rss_before_mib"));
+}

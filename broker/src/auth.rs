@@ -203,7 +203,10 @@ pub(crate) enum Refusal {
     /// No password check slot within the queue deadline.
     Busy,
     NotAuthorized(String),
-    EndpointMismatch { bound: String, claimed: String },
+    EndpointMismatch {
+        bound: String,
+        claimed: String,
+    },
     ClientIdInvalid(String),
 }
 

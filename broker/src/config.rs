@@ -411,9 +411,11 @@ impl BrokerConfig {
         if g.max_concurrent_checks == 0 || g.max_tracked == 0 {
             e.push("login.max_concurrent_checks and login.max_tracked must be at least 1".into());
         }
-        if g.queue_timeout.is_zero() || g.backoff_initial.is_zero() || g.failure_memory.is_zero()
-        {
-            e.push("login.queue_timeout, backoff_initial and failure_memory must be more than 0s".into());
+        if g.queue_timeout.is_zero() || g.backoff_initial.is_zero() || g.failure_memory.is_zero() {
+            e.push(
+                "login.queue_timeout, backoff_initial and failure_memory must be more than 0s"
+                    .into(),
+            );
         }
         if g.backoff_max < g.backoff_initial {
             e.push("login.backoff_max must be at least login.backoff_initial".into());

@@ -86,7 +86,9 @@ use tokio_util::sync::CancellationToken;
 use uspwatch_proto::{Limits, PresenceEvent, QuarantineEvent};
 
 pub use auth::{Role, hash_password};
-pub use config::{BrokerConfig, ListenersConfig, LoginConfig, RouterSizing, TlsConfig, TopicsConfig};
+pub use config::{
+    BrokerConfig, ListenersConfig, LoginConfig, RouterSizing, TlsConfig, TopicsConfig,
+};
 pub use error::{Error, Result};
 pub use local::{Delivery, LinkPublisher};
 pub use tls::EID_URI_PREFIX;

@@ -48,7 +48,11 @@ async fn login_broker(
 
 /// The reason code of the CONNACK answering a CONNECT (3.1.1: return code; 5: reason code).
 async fn connack_code(b: &uspwatch_broker::Broker, v5: bool, user: &str, pass: &str) -> u8 {
-    let kind = if v5 { ListenerKind::V5 } else { ListenerKind::V4 };
+    let kind = if v5 {
+        ListenerKind::V5
+    } else {
+        ListenerKind::V4
+    };
     let mut s = raw_connect(addr(b, kind), v5, "c1", Some((user, pass))).await;
     let mut head = [0u8; 4];
     tokio::time::timeout(WAIT, s.read_exact(&mut head))
@@ -72,12 +76,21 @@ async fn wrong_passwords_back_off_their_username_without_a_check() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(connack_code(&b, false, "cpe", "wrong").await, V4_BAD_PASSWORD);
+        assert_eq!(
+            connack_code(&b, false, "cpe", "wrong").await,
+            V4_BAD_PASSWORD
+        );
     }
     let checks = b.stats().login_checks;
     // Backed off: even the right password is refused, and no check runs.
-    assert_eq!(connack_code(&b, false, "cpe", "right").await, V4_UNAVAILABLE);
-    assert_eq!(connack_code(&b, true, "cpe", "wrong").await, V5_RATE_EXCEEDED);
+    assert_eq!(
+        connack_code(&b, false, "cpe", "right").await,
+        V4_UNAVAILABLE
+    );
+    assert_eq!(
+        connack_code(&b, true, "cpe", "wrong").await,
+        V5_RATE_EXCEEDED
+    );
     assert_eq!(b.stats().login_checks, checks);
     // Other devices from the same source are unaffected.
     assert_eq!(connack_code(&b, false, "cpe2", "right").await, OK);
@@ -91,11 +104,20 @@ async fn a_source_guessing_usernames_is_backed_off() {
     })
     .await;
     for user in ["admin", "root", "cpe", "test"] {
-        assert_eq!(connack_code(&b, false, user, "guess").await, V4_BAD_PASSWORD);
+        assert_eq!(
+            connack_code(&b, false, user, "guess").await,
+            V4_BAD_PASSWORD
+        );
     }
     let checks = b.stats().login_checks;
-    assert_eq!(connack_code(&b, false, "cpe2", "right").await, V4_UNAVAILABLE);
-    assert_eq!(connack_code(&b, true, "other", "guess").await, V5_RATE_EXCEEDED);
+    assert_eq!(
+        connack_code(&b, false, "cpe2", "right").await,
+        V4_UNAVAILABLE
+    );
+    assert_eq!(
+        connack_code(&b, true, "other", "guess").await,
+        V5_RATE_EXCEEDED
+    );
     assert_eq!(b.stats().login_checks, checks);
 }
 
@@ -104,9 +126,15 @@ async fn unknown_usernames_cost_a_password_check_like_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (b, _t) = login_broker(&dir, |_| {}).await;
     let before = b.stats().login_checks;
-    assert_eq!(connack_code(&b, false, "cpe", "wrong").await, V4_BAD_PASSWORD);
+    assert_eq!(
+        connack_code(&b, false, "cpe", "wrong").await,
+        V4_BAD_PASSWORD
+    );
     assert_eq!(b.stats().login_checks, before + 1);
-    assert_eq!(connack_code(&b, false, "nobody", "wrong").await, V4_BAD_PASSWORD);
+    assert_eq!(
+        connack_code(&b, false, "nobody", "wrong").await,
+        V4_BAD_PASSWORD
+    );
     assert_eq!(
         b.stats().login_checks,
         before + 2,

@@ -12,7 +12,9 @@
 //! request_timeout = "30s"
 //! operate_complete_timeout = "5m"
 //! dedup_window = 100000
+//! dedup_window_bytes = 33554432
 //! max_in_flight = 10000
+//! max_in_flight_bytes = 134217728
 //!
 //! [kafka]                       # absent = events are stored in the embedded log only
 //! brokers = "127.0.0.1:9092"
@@ -91,9 +93,17 @@ pub struct ControllerConfig {
     pub operate_complete_timeout: Duration,
     /// How many recent Notify event ids are remembered to recognise retries. Default 100,000.
     pub dedup_window: usize,
+    /// Bytes the remembered Notify event ids may take (id text plus about 128 bytes each);
+    /// the oldest are forgotten first when either bound is reached. Default 32 MiB (about
+    /// 200,000 typical ids, so `dedup_window` is the bound that usually applies).
+    pub dedup_window_bytes: usize,
     /// Notifies accepted but not yet durable; when reached, inbound records wait (and agents
     /// are not acknowledged) until the sink catches up. Default 10,000.
     pub max_in_flight: usize,
+    /// Bytes of Notifies accepted but not yet durable (each counted as twice its encoded
+    /// event: the event and its encoding); when reached, inbound records wait like for
+    /// `max_in_flight`. Default 128 MiB (at most 4 GiB).
+    pub max_in_flight_bytes: usize,
     /// Largest Record decoded, in bytes. Default 1 MiB.
     pub max_record_size: usize,
     /// Capacity of the event broadcast to subscribers; a slower subscriber misses events
@@ -110,7 +120,9 @@ impl Default for ControllerConfig {
             request_timeout: Duration::from_secs(30),
             operate_complete_timeout: Duration::from_secs(300),
             dedup_window: 100_000,
+            dedup_window_bytes: 32 * 1024 * 1024,
             max_in_flight: 10_000,
+            max_in_flight_bytes: 128 * 1024 * 1024,
             max_record_size: 1024 * 1024,
             event_buffer: 16_384,
         }
@@ -146,8 +158,14 @@ impl ControllerConfig {
         if self.dedup_window == 0 {
             p.push("controller.dedup_window: must be > 0".into());
         }
+        if self.dedup_window_bytes < 64 * 1024 {
+            p.push("controller.dedup_window_bytes: must be at least 65536".into());
+        }
         if self.max_in_flight == 0 {
             p.push("controller.max_in_flight: must be > 0".into());
+        }
+        if self.max_in_flight_bytes < 1024 * 1024 || self.max_in_flight_bytes > u32::MAX as usize {
+            p.push("controller.max_in_flight_bytes: must be between 1 MiB and 4 GiB".into());
         }
         if self.max_record_size < 64 {
             p.push("controller.max_record_size: must be at least 64 bytes".into());

@@ -56,6 +56,8 @@ pub(crate) struct Core {
     pub(crate) side_tx: mpsc::Sender<OutRecord>,
     pub(crate) stats: Stats,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Bytes of in-flight Notifies (`max_in_flight_bytes`), one permit per byte.
+    in_flight_bytes: Arc<Semaphore>,
     /// Post-durability work, driven by `inbound::run_completions`; bounded by `in_flight`.
     completions: mpsc::UnboundedSender<futures::future::BoxFuture<'static, ()>>,
     msg_prefix: String,
@@ -76,8 +78,9 @@ impl Core {
         let (events_tx, _) = broadcast::channel(cfg.event_buffer);
         Core {
             own_topic: cfg.own_topic(),
-            dedup: Mutex::new(Dedup::new(cfg.dedup_window)),
+            dedup: Mutex::new(Dedup::new(cfg.dedup_window, cfg.dedup_window_bytes)),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            in_flight_bytes: Arc::new(Semaphore::new(cfg.max_in_flight_bytes)),
             msg_prefix: format!("uspwatch-{:x}", now_ms()),
             msg_counter: AtomicU64::new(0),
             cfg,
@@ -93,6 +96,20 @@ impl Core {
             completions,
             stats: Stats::default(),
         }
+    }
+
+    /// Waits until an in-flight Notify whose encoding takes `encoded` bytes fits the byte
+    /// budget (it holds the event and the encoding, so twice that). One larger than the whole
+    /// budget waits for the budget to be free, then runs alone.
+    pub(crate) async fn in_flight_bytes(
+        &self,
+        encoded: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        let cost = encoded
+            .saturating_mul(2)
+            .clamp(1, self.cfg.max_in_flight_bytes);
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        self.in_flight_bytes.clone().acquire_many_owned(cost).await
     }
 
     /// Runs `f` on the completion task.

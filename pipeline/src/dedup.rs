@@ -1,7 +1,8 @@
 //! Recognises Notify retries: the same `event_id` (`<from_id>/<msg_id>`) seen again.
 //!
-//! Memory is bounded by the window: the oldest ids are forgotten first. A retry of an event
-//! still in flight waits for the first copy to become durable before it is acknowledged.
+//! Memory is bounded by the window, in ids and in bytes (an id is as long as the agent makes
+//! its msg_id): the oldest ids are forgotten first. A retry of an event still in flight waits
+//! for the first copy to become durable before it is acknowledged.
 //!
 //! Every Notify passes through here, so an entry is kept small (one shared slot with a state
 //! byte and a waiter list) and the ids are hashed with a fast hasher seeded per process, which
@@ -77,19 +78,32 @@ pub(crate) enum Seen {
     Duplicate(Waiter),
 }
 
+/// Bytes one remembered id costs besides its text: the map and queue slots, the two
+/// reference counts and the shared slot with its waiter list.
+pub(crate) const ENTRY_OVERHEAD: usize = 128;
+
 pub(crate) struct Dedup {
     window: usize,
+    max_bytes: usize,
+    bytes: usize,
     ids: HashMap<Arc<str>, Arc<Slot>, foldhash::fast::RandomState>,
     order: VecDeque<Arc<str>>,
 }
 
 impl Dedup {
-    pub(crate) fn new(window: usize) -> Self {
+    pub(crate) fn new(window: usize, max_bytes: usize) -> Self {
         Dedup {
             window,
+            max_bytes,
+            bytes: 0,
             ids: HashMap::default(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Bytes the remembered ids take (estimated as text plus [`ENTRY_OVERHEAD`] each).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn check(&mut self, event_id: &str) -> Seen {
@@ -105,10 +119,15 @@ impl Dedup {
         }
         let slot = Arc::new(Slot::default());
         let key: Arc<str> = Arc::from(event_id);
+        self.bytes += key.len() + ENTRY_OVERHEAD;
         self.ids.insert(key.clone(), slot.clone());
         self.order.push_back(key);
-        while self.order.len() > self.window {
+        // The newest id always stays, even alone over the budget: its retry must be known.
+        while self.order.len() > 1
+            && (self.order.len() > self.window || self.bytes > self.max_bytes)
+        {
             if let Some(old) = self.order.pop_front() {
+                self.bytes -= old.len() + ENTRY_OVERHEAD;
                 self.ids.remove(&old);
             }
         }
@@ -121,8 +140,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_ids_are_bounded_in_bytes_not_only_in_count() {
+        let budget = 1024 * 1024;
+        let mut d = Dedup::new(100_000, budget);
+        // Agents choose msg_ids; 60 KB ones must not keep 100,000 × 60 KB.
+        for i in 0..1_500 {
+            let id = format!("os::00256D-1/{i:0>60000}");
+            let _ = d.check(&id);
+        }
+        assert!(d.bytes() <= budget, "{} bytes remembered", d.bytes());
+        let held: usize = d.ids.keys().map(|k| k.len() + ENTRY_OVERHEAD).sum();
+        assert_eq!(held, d.bytes());
+        assert!(d.ids.len() >= 10, "recent ids are still remembered");
+        let newest = format!("os::00256D-1/{:0>60000}", 1_499);
+        assert!(matches!(d.check(&newest), Seen::Duplicate(_)));
+    }
+
+    #[test]
     fn window_bounds_memory_and_failures_are_retried() {
-        let mut d = Dedup::new(2);
+        let mut d = Dedup::new(2, usize::MAX);
         let Seen::New(a) = d.check("a") else { panic!() };
         assert!(matches!(d.check("a"), Seen::Duplicate(_)));
         a.finish(false);
@@ -146,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_waits_for_the_first_copy() {
-        let mut d = Dedup::new(8);
+        let mut d = Dedup::new(8, usize::MAX);
         let (first, retry) = first_and_retry(&mut d);
         let waiting = tokio::spawn(retry.durable());
         tokio::task::yield_now().await;
@@ -164,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_abandoned_first_copy_releases_its_retries() {
-        let mut d = Dedup::new(8);
+        let mut d = Dedup::new(8, usize::MAX);
         let (first, retry) = first_and_retry(&mut d);
         drop(first);
         assert!(!retry.durable().await);

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 /// kill_switch = false              # true: no action is ever sent
 /// max_concurrency = 16             # commands in flight at once
 /// max_window_events = 2000000      # events retained for `events`, oldest dropped first
+/// max_window_bytes = 268435456     # bytes of events (and latest values) retained, same
 /// max_window = "2h"                # longest rule window honoured
 /// resolved_retention = "15m"       # how long resolved alerts stay visible
 /// command_history = 10000          # rows kept in the `commands` table
@@ -44,6 +45,11 @@ pub struct RulesConfig {
     pub max_concurrency: usize,
     /// Cap on events held in the window; the oldest are dropped first. Default: 2,000,000.
     pub max_window_events: usize,
+    /// Cap on the bytes the window holds (the events' data as received, plus about 100 bytes
+    /// per event; the `latest` values may take a quarter of it). Past it, the oldest events
+    /// are dropped first, and counted in `uspwatch_rules_events_evicted_early_total{bound="bytes"}`;
+    /// rules then see a shorter window. Default: 256 MiB.
+    pub max_window_bytes: usize,
     /// Longest window a rule may ask for (longer ones are refused at load). Default: 2h.
     #[serde(with = "humantime_serde")]
     pub max_window: Duration,
@@ -64,6 +70,7 @@ impl Default for RulesConfig {
             kill_switch: false,
             max_concurrency: 16,
             max_window_events: 2_000_000,
+            max_window_bytes: 256 * 1024 * 1024,
             max_window: Duration::from_secs(2 * 3600),
             resolved_retention: Duration::from_secs(15 * 60),
             command_history: 10_000,
@@ -107,6 +114,9 @@ impl RulesConfig {
         }
         if self.max_window_events == 0 {
             problems.push("max_window_events must be >= 1".to_string());
+        }
+        if self.max_window_bytes < 1024 * 1024 {
+            problems.push("max_window_bytes must be >= 1048576".to_string());
         }
         if self.max_window.is_zero() {
             problems.push("max_window must be > 0".to_string());

@@ -146,7 +146,10 @@ impl Engine {
         dry_run_only: bool,
     ) -> Result<(Engine, Vec<RuleLoadError>)> {
         let params: ParamCell = Arc::new(Mutex::new(EvalParams::default()));
-        let ring = Arc::new(Mutex::new(Ring::new(config.max_window_events)));
+        let ring = Arc::new(Mutex::new(Ring::new(
+            config.max_window_events,
+            config.max_window_bytes,
+        )));
         let devices = Arc::new(Mutex::new(DeviceState::default()));
         let commands = Arc::new(Mutex::new(CommandLog::new(config.command_history)));
         let mut sc = SessionConfig::new()
@@ -363,7 +366,7 @@ impl Engine {
             ring.seal_and_evict(now_ms - inner.retention_ms)
                 .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
             metrics::counter!(m::EVENTS_EVICTED).increment(ring.evicted - before);
-            metrics::gauge!(m::WINDOW_EVENTS).set(ring.rows() as f64);
+            m::record_window(&mut ring);
         }
         let due: Vec<usize> = {
             let st = inner.state.lock();

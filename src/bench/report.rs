@@ -116,6 +116,7 @@ pub struct Results {
     pub kafka: Option<IngestResult>,
     pub fault: Option<FaultResult>,
     pub baseline: Option<BaselineResult>,
+    pub memory: Option<super::memory::MemoryResult>,
     /// uspwatch durable Notifies/s over stock rumqttd deliveries/s, same load.
     pub ingest_ratio: Option<f64>,
     pub kafka_ratio: Option<f64>,
@@ -136,6 +137,7 @@ impl Results {
             kafka: None,
             fault: None,
             baseline: None,
+            memory: None,
             ingest_ratio: None,
             kafka_ratio: None,
             peak_rss_ratio: None,
@@ -217,6 +219,17 @@ impl Results {
                 i.peak_rss_mib <= 1024.0,
             );
         }
+        if let Some(m) = &self.memory {
+            check(
+                "RSS and others' latency, one agent flooding max-size Records",
+                "peak RSS <= budgets bound; others' p99 <= 2x alone",
+                format!(
+                    "{:.0} MiB (bound {:.0}); p99 {:.1} ms vs {:.1} ms alone",
+                    m.peak_rss_mib, m.bound_mib, m.loud_latency.p99_ms, m.quiet_latency.p99_ms
+                ),
+                m.met(),
+            );
+        }
         self.targets = t;
     }
 
@@ -269,6 +282,10 @@ impl Results {
                 "peak RSS (process)",
                 format!("{:.0} MiB", b.peak_rss_mib),
             );
+        }
+        if let Some(m) = &self.memory {
+            let _ = writeln!(o, "memory: one agent floods maximum-size Records");
+            m.rows(&mut o);
         }
         if let Some(c) = &self.connections {
             let _ = writeln!(o, "connections");

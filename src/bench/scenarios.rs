@@ -54,9 +54,9 @@ const FIRST_BASELINE: usize = 600_000;
 const FIRST_FAULT_BG: usize = 700_000;
 const FIRST_FAULT: usize = 800_000;
 
-struct Bed {
-    gw: Gateway,
-    target: Target,
+pub(super) struct Bed {
+    pub(super) gw: Gateway,
+    pub(super) target: Target,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -72,7 +72,8 @@ async fn gateway(
     cfg.broker.listeners.v5 = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     cfg.broker.listeners.v311 = None;
     cfg.broker.allow_anonymous = true;
-    cfg.broker.max_connections = args.connections + args.agents * 2 + args.fault_reps + 1_000;
+    cfg.broker.max_connections =
+        args.connections + args.agents * 2 + args.fault_reps + args.memory_agents * 2 + 1_000;
     // Each load agent sends at full speed, far above a real device's ingress limit.
     cfg.broker.ingress_rate = 0;
     cfg.broker.ingress_byte_rate = 0;
@@ -168,6 +169,9 @@ pub async fn run_all(args: &BenchArgs) -> anyhow::Result<Results> {
         let _ = tokio::time::timeout(Duration::from_secs(10), kbed.gw.pipeline.join()).await;
         drop(kbed);
         drop(cluster);
+    }
+    if args.wants("memory") {
+        r.memory = Some(super::memory::run(args, &bed, &sampler).await?);
     }
     if args.wants("baseline") {
         eprintln!("bench: the same load through stock rumqttd");
@@ -374,6 +378,7 @@ async fn ingest(
         duration_ms: millis_u64(duration),
         gate: Gate::NotifyResp,
         path: NOISE_PATH.into(),
+        value_size: 0,
     })?;
     let Report::Connected { up, .. } = w.next(Duration::from_secs(120)).await? else {
         bail!("unexpected worker report");
@@ -434,6 +439,7 @@ async fn plain(args: &BenchArgs, bed: &Bed) -> anyhow::Result<BaselineResult> {
         duration_ms: millis_u64(args.duration),
         gate: Gate::PubAck,
         path: NOISE_PATH.into(),
+        value_size: 0,
     })?;
     let Report::Connected { up, .. } = w.next(Duration::from_secs(120)).await? else {
         bail!("unexpected worker report");
@@ -481,6 +487,7 @@ async fn fault(args: &BenchArgs, bed: &Bed) -> anyhow::Result<FaultResult> {
         duration_ms: millis_u64(bg_duration),
         gate: Gate::NotifyResp,
         path: NOISE_PATH.into(),
+        value_size: 0,
     })?;
     bg.next(Duration::from_secs(120)).await?;
     let p0 = bed.gw.pipeline.stats();

@@ -63,6 +63,9 @@ pub enum Spec {
         duration_ms: u64,
         gate: Gate,
         path: String,
+        /// Bytes of each Notify's value; 0 = a short number.
+        #[serde(default)]
+        value_size: usize,
     },
     /// `agents` idle agents connect at `connect_rate` per second; on the stdin line `storm`
     /// all drop and reconnect spread over `storm_window_ms`.
@@ -151,7 +154,9 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
             duration_ms,
             gate,
             path,
+            value_size,
         } => {
+            let value = (value_size > 0).then(|| Arc::new("v".repeat(value_size)));
             ingest(
                 Arc::new(target),
                 first,
@@ -160,7 +165,7 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
                 rate,
                 Duration::from_millis(duration_ms),
                 gate,
-                Arc::new(path),
+                (Arc::new(path), value),
             )
             .await
         }
@@ -302,7 +307,7 @@ async fn ingest(
     rate: u64,
     duration: Duration,
     gate: Gate,
-    path: Arc<String>,
+    (path, value): (Arc<String>, Option<Arc<String>>),
 ) -> anyhow::Result<()> {
     let (conns, errors, took) = connect_all(&t, first, agents, 2000, true, None).await;
     let up = conns.iter().filter(|c| c.is_some()).count() as u64;
@@ -350,14 +355,15 @@ async fn ingest(
     let interval = (rate > 0).then(|| Duration::from_secs_f64(up.max(1) as f64 / rate as f64));
     let mut tasks = Vec::new();
     for (k, agent) in agents {
-        let (t, hist, counters, path) = (t.clone(), hist.clone(), counters.clone(), path.clone());
+        let (t, hist, counters) = (t.clone(), hist.clone(), counters.clone());
+        let (path, value) = (path.clone(), value.clone());
         // Spread the agents' first sends over one interval so a fixed rate is smooth.
         let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(k as f64 / up.max(1) as f64));
         tasks.push(tokio::spawn(async move {
             if agent
                 .run(
                     &t,
-                    &path,
+                    (&path, value.as_deref()),
                     window,
                     interval,
                     start + offset,
@@ -398,7 +404,7 @@ impl IngestAgent {
     async fn run(
         mut self,
         t: &Target,
-        path: &str,
+        (path, value): (&str, Option<&String>),
         window: usize,
         interval: Option<Duration>,
         first_send: Instant,
@@ -419,12 +425,13 @@ impl IngestAgent {
             }
             while now < end && self.outstanding.len() < window && next_send <= now {
                 next_id += 1;
+                let small = (next_id % 100).to_string();
                 let msg = builder::value_change(
                     &next_id.to_string(),
                     "bench",
                     gate == Gate::NotifyResp,
                     path,
-                    &(next_id % 100).to_string(),
+                    value.map_or(&small, |v| v),
                 );
                 let payload = Bytes::from(wrap(&msg, &self.eid, &t.controller_eid).encode_to_vec());
                 let pkid = self.conn.queue_usp(&t.controller_topic, payload, &reply)?;

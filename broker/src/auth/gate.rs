@@ -239,7 +239,10 @@ impl LoginGate {
     }
 
     /// A check slot (two permits for a suspect attempt) within the queue deadline.
-    async fn admit(&self, suspect: bool) -> Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)> {
+    async fn admit(
+        &self,
+        suspect: bool,
+    ) -> Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)> {
         let wait = async {
             let limited = if suspect {
                 Some(self.suspects.clone().acquire_owned().await.ok()?)
@@ -313,7 +316,10 @@ mod tests {
         let c = cfg();
         let mut t = Failures::new(1);
         let t0 = Instant::now();
-        assert!(matches!(t.charge(7u64, t0, &c), Verdict::Go { suspect: false }));
+        assert!(matches!(
+            t.charge(7u64, t0, &c),
+            Verdict::Go { suspect: false }
+        ));
         assert!(matches!(t.charge(7, t0, &c), Verdict::Go { suspect: true }));
         // That second attempt succeeded: its charge is refunded and the back-off lifted.
         t.refund(&7, false);
@@ -405,7 +411,12 @@ mod tests {
         }
         assert_eq!(creds.evaluations(), 0);
         drop(held);
-        assert!(gate.check(&creds, ip, "cpe", b"right").await.unwrap().is_some());
+        assert!(
+            gate.check(&creds, ip, "cpe", b"right")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -426,7 +437,12 @@ mod tests {
             "a source with a failure waits for a suspect slot"
         );
         let good = IpAddr::from([10, 0, 0, 10]);
-        assert!(gate.check(&creds, good, "cpe", b"right").await.unwrap().is_some());
+        assert!(
+            gate.check(&creds, good, "cpe", b"right")
+                .await
+                .unwrap()
+                .is_some()
+        );
         drop(held);
     }
 
@@ -438,7 +454,11 @@ mod tests {
         assert_eq!(gate.check(&creds, ip, "cpe", b"wrong").await, Ok(None));
         assert_eq!(creds.evaluations(), 1);
         assert_eq!(gate.check(&creds, ip, "nobody", b"wrong").await, Ok(None));
-        assert_eq!(creds.evaluations(), 2, "the unknown username ran a check too");
+        assert_eq!(
+            creds.evaluations(),
+            2,
+            "the unknown username ran a check too"
+        );
     }
 
     #[tokio::test]

@@ -211,6 +211,12 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             return;
         }
     };
+    // Bounded in bytes too: an in-flight Notify holds its event and its encoding.
+    let Ok(bytes) = core.in_flight_bytes(out.value.len()).await else {
+        done.finish(false);
+        release(core);
+        return;
+    };
     // A Push! carries a Bulk Data report: its samples are stored with the event, and the
     // NotifyResp waits for both.
     let samples = core.push_samples(&event);
@@ -237,7 +243,7 @@ async fn notify(core: &Arc<Core>, record: &Record, msg: &Msg, route: Route, now:
             Err(e) => Err(e),
         };
         release(&core);
-        drop(permit);
+        drop((permit, bytes));
         match stored {
             Ok(store) => {
                 done.finish(true);

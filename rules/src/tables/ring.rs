@@ -5,6 +5,13 @@
 //! reads a tenth of the window or less). Within a partition, sealed segments are ordered by
 //! arrival and carry their min/max `ts`, so a window scan takes whole segments and filters only
 //! the boundary ones.
+//!
+//! Memory is bounded in rows and in bytes (the data of the rows: strings as appended plus a
+//! fixed cost per row). Past either bound the oldest segment of the whole window is dropped
+//! and counted (`evicted_rows`/`evicted_bytes`); builders seal early enough that one segment
+//! is a small share of the byte budget, so an eviction never drops more than needed by much.
+//! The `latest` values (one per endpoint and path) get a quarter of the byte budget; past it,
+//! the oldest values are forgotten and counted (`latest_evicted`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +32,14 @@ const SEAL_ROWS: usize = 8192;
 /// Segments smaller than this are merged with the next one, so a window is made of few
 /// large batches even when the engine seals every tick.
 const COMPACT_ROWS: usize = 16384;
+/// Share of the byte budget one active builder or sealed segment may reach (1/SEGMENT_SHARE).
+const SEGMENT_SHARE: usize = 32;
+/// Share of the byte budget the `latest` values may take (1/LATEST_SHARE).
+const LATEST_SHARE: usize = 4;
+/// Fixed bytes counted per row besides its strings (fixed-width columns and offsets).
+const ROW_OVERHEAD: usize = 96;
+/// Fixed bytes counted per `latest` entry besides its key and value.
+const LATEST_OVERHEAD: usize = 80;
 /// Distinct (kind, path, name) partitions; beyond this, events share one overflow partition
 /// (correct, just not prunable).
 const MAX_PARTITIONS: usize = 4096;
@@ -39,8 +54,35 @@ pub(crate) struct LatestEntry {
 
 struct Segment {
     batch: RecordBatch,
+    bytes: usize,
     min_ts: i64,
     max_ts: i64,
+}
+
+/// The bytes a row of `e` is counted for.
+fn event_bytes(e: &Event) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let map = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+    };
+    ROW_OVERHEAD
+        + e.event_id.len()
+        + e.endpoint_id.len()
+        + e.controller_id.len()
+        + e.msg_id.len()
+        + e.subscription_id.len()
+        + e.kind.as_str().len()
+        + e.path.len()
+        + opt(&e.name)
+        + opt(&e.value)
+        + map(&e.args)
+        + opt(&e.command_key)
+        + e.error.as_ref().map_or(0, |x| x.message.len())
+        + map(&e.labels)
+}
+
+fn latest_bytes(eid: &str, l: &LatestEntry) -> usize {
+    LATEST_OVERHEAD + eid.len() + l.value.as_ref().map_or(0, String::len)
 }
 
 /// One (kind, path, name) partition.
@@ -49,6 +91,7 @@ pub(crate) struct Partition {
     pub key: RecordBatch,
     sealed: VecDeque<Segment>,
     active: Builders,
+    active_bytes: usize,
     active_min: i64,
     active_max: i64,
     pub latest: HashMap<Box<str>, LatestEntry>,
@@ -175,30 +218,36 @@ impl Partition {
             key,
             sealed: VecDeque::new(),
             active: Builders::new(),
+            active_bytes: 0,
             active_min: i64::MAX,
             active_max: i64::MIN,
             latest: HashMap::new(),
         }
     }
 
-    fn seal(&mut self, schema: &SchemaRef) -> Result<(), ArrowError> {
+    /// Turns the active rows into a segment (merged into the last one while both stay small).
+    fn seal(&mut self, schema: &SchemaRef, max_segment_bytes: usize) -> Result<(), ArrowError> {
         if self.active.rows == 0 {
             return Ok(());
         }
         let batch = self.active.finish(schema)?;
         let (min_ts, max_ts) = (self.active_min, self.active_max);
+        let bytes = std::mem::take(&mut self.active_bytes);
         self.active_min = i64::MAX;
         self.active_max = i64::MIN;
         if let Some(last) = self.sealed.back_mut()
             && last.batch.num_rows() < COMPACT_ROWS
+            && last.bytes + bytes <= max_segment_bytes
         {
             last.batch = concat_batches(schema, [&last.batch, &batch])?;
+            last.bytes += bytes;
             last.min_ts = last.min_ts.min(min_ts);
             last.max_ts = last.max_ts.max(max_ts);
             return Ok(());
         }
         self.sealed.push_back(Segment {
             batch,
+            bytes,
             min_ts,
             max_ts,
         });
@@ -215,14 +264,27 @@ pub(crate) struct Ring {
     overflow: Option<usize>,
     rows: usize,
     max_rows: usize,
+    /// Bytes of the rows held (sealed and active), see [`event_bytes`].
+    bytes: usize,
+    max_bytes: usize,
+    latest_bytes: usize,
     /// Bumped on every ingest, so derived tables (`latest`, synthesised `devices`) know when
     /// to rebuild.
     pub generation: u64,
+    /// Rows dropped because they aged out of the longest window.
     pub evicted: u64,
+    /// Rows and bytes dropped to stay within `max_rows` / `max_bytes` (running totals).
+    pub evicted_rows: u64,
+    pub evicted_bytes: u64,
+    /// `latest` values forgotten to stay within their share of `max_bytes` (running total).
+    pub latest_evicted: u64,
+    /// Not yet reported to metrics: rows dropped for the row cap, for the byte cap, and
+    /// `latest` values forgotten.
+    unreported: [u64; 3],
 }
 
 impl Ring {
-    pub fn new(max_rows: usize) -> Self {
+    pub fn new(max_rows: usize, max_bytes: usize) -> Self {
         Ring {
             schema: schema::events_schema(),
             parts: Vec::new(),
@@ -230,13 +292,35 @@ impl Ring {
             overflow: None,
             rows: 0,
             max_rows,
+            bytes: 0,
+            max_bytes,
+            latest_bytes: 0,
             generation: 0,
             evicted: 0,
+            evicted_rows: 0,
+            evicted_bytes: 0,
+            latest_evicted: 0,
+            unreported: [0; 3],
         }
     }
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Bytes held by the window's rows and the `latest` values.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.latest_bytes
+    }
+
+    /// Early evictions since the last call: rows for the row cap, rows for the byte cap,
+    /// `latest` values.
+    pub fn take_unreported(&mut self) -> [u64; 3] {
+        std::mem::take(&mut self.unreported)
+    }
+
+    fn max_segment_bytes(&self) -> usize {
+        (self.max_bytes / SEGMENT_SHARE).max(1)
     }
 
     fn partition_for(&mut self, kind: EventKind, path: &str, name: Option<&str>) -> usize {
@@ -270,36 +354,50 @@ impl Ring {
     pub fn push(&mut self, e: &Event) -> Result<(), ArrowError> {
         let id = self.partition_for(e.kind, &e.path, e.name.as_deref());
         let schema = self.schema.clone();
+        let max_segment_bytes = self.max_segment_bytes();
+        let row_bytes = event_bytes(e);
         let p = &mut self.parts[id];
         p.active.append(e)?;
+        p.active_bytes += row_bytes;
         let ts = e.received_at_ms;
         p.active_min = p.active_min.min(ts);
         p.active_max = p.active_max.max(ts);
+        let mut latest_delta: isize = 0;
         match p.latest.get_mut(e.endpoint_id.as_str()) {
             Some(l) if l.ts_ms <= ts => {
+                let old = latest_bytes(&e.endpoint_id, l);
                 l.value.clone_from(&e.value);
                 l.value_f64 = e.value_f64();
                 l.ts_ms = ts;
+                latest_delta = latest_bytes(&e.endpoint_id, l) as isize - old as isize;
             }
             Some(_) => {}
             None => {
-                p.latest.insert(
-                    e.endpoint_id.as_str().into(),
-                    LatestEntry {
-                        value: e.value.clone(),
-                        value_f64: e.value_f64(),
-                        ts_ms: ts,
-                    },
-                );
+                let l = LatestEntry {
+                    value: e.value.clone(),
+                    value_f64: e.value_f64(),
+                    ts_ms: ts,
+                };
+                latest_delta = latest_bytes(&e.endpoint_id, &l) as isize;
+                p.latest.insert(e.endpoint_id.as_str().into(), l);
             }
         }
-        if p.active.rows >= SEAL_ROWS {
-            p.seal(&schema)?;
+        if p.active.rows >= SEAL_ROWS || p.active_bytes >= max_segment_bytes {
+            p.seal(&schema, max_segment_bytes)?;
         }
+        self.latest_bytes = self.latest_bytes.saturating_add_signed(latest_delta);
         self.rows += 1;
+        self.bytes += row_bytes;
         self.generation += 1;
-        if self.rows > self.max_rows {
-            self.evict_oldest()?;
+        if self.latest_bytes > self.max_bytes / LATEST_SHARE {
+            self.trim_latest();
+        }
+        while self.rows > self.max_rows || self.bytes + self.latest_bytes > self.max_bytes {
+            let bound = usize::from(self.rows <= self.max_rows);
+            match self.evict_oldest()? {
+                0 => break,
+                n => self.unreported[bound] += n,
+            }
         }
         Ok(())
     }
@@ -307,11 +405,13 @@ impl Ring {
     /// Seals every active builder and drops segments that ended before `keep_from_ms`.
     pub fn seal_and_evict(&mut self, keep_from_ms: i64) -> Result<(), ArrowError> {
         let schema = self.schema.clone();
+        let max_segment_bytes = self.max_segment_bytes();
         for p in &mut self.parts {
-            p.seal(&schema)?;
+            p.seal(&schema, max_segment_bytes)?;
             while p.sealed.front().is_some_and(|s| s.max_ts < keep_from_ms) {
                 if let Some(s) = p.sealed.pop_front() {
                     self.rows -= s.batch.num_rows();
+                    self.bytes -= s.bytes;
                     self.evicted += s.batch.num_rows() as u64;
                 }
             }
@@ -319,9 +419,11 @@ impl Ring {
         Ok(())
     }
 
-    /// Drops the oldest segment of the whole ring (the row cap was hit).
-    fn evict_oldest(&mut self) -> Result<(), ArrowError> {
+    /// Drops the oldest segment of the whole ring (a row or byte cap was hit); the rows
+    /// dropped, 0 when there is nothing left to drop.
+    fn evict_oldest(&mut self) -> Result<u64, ArrowError> {
         let schema = self.schema.clone();
+        let max_segment_bytes = self.max_segment_bytes();
         let oldest = self
             .parts
             .iter()
@@ -332,23 +434,52 @@ impl Ring {
             Some((_, id)) => id,
             None => {
                 // Nothing sealed yet: seal the largest partition and drop that.
-                let Some((id, _)) = self
+                let Some((id, p)) = self
                     .parts
                     .iter()
                     .enumerate()
-                    .max_by_key(|(_, p)| p.active.rows)
+                    .max_by_key(|(_, p)| p.active_bytes)
                 else {
-                    return Ok(());
+                    return Ok(0);
                 };
-                self.parts[id].seal(&schema)?;
+                if p.active.rows == 0 {
+                    return Ok(0);
+                }
+                self.parts[id].seal(&schema, max_segment_bytes)?;
                 id
             }
         };
-        if let Some(s) = self.parts[id].sealed.pop_front() {
-            self.rows -= s.batch.num_rows();
-            self.evicted += s.batch.num_rows() as u64;
+        let Some(s) = self.parts[id].sealed.pop_front() else {
+            return Ok(0);
+        };
+        let rows = s.batch.num_rows() as u64;
+        self.rows -= s.batch.num_rows();
+        self.bytes -= s.bytes;
+        self.evicted_rows += rows;
+        self.evicted_bytes += s.bytes as u64;
+        Ok(rows)
+    }
+
+    /// Forgets the oldest `latest` values until they take at most 90 % of their share.
+    fn trim_latest(&mut self) {
+        let target = self.max_bytes / LATEST_SHARE / 10 * 9;
+        let mut all: Vec<(i64, usize, Box<str>)> = self
+            .parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.latest.iter().map(move |(k, l)| (l.ts_ms, i, k.clone())))
+            .collect();
+        all.sort_unstable();
+        for (_, i, k) in all {
+            if self.latest_bytes <= target {
+                break;
+            }
+            if let Some(l) = self.parts[i].latest.remove(&k) {
+                self.latest_bytes = self.latest_bytes.saturating_sub(latest_bytes(&k, &l));
+                self.latest_evicted += 1;
+                self.unreported[2] += 1;
+            }
         }
-        Ok(())
     }
 
     /// Sealed rows of partition `id` with `from_ms <= ts <= to_ms`.
@@ -429,7 +560,7 @@ mod tests {
 
     #[test]
     fn partitions_by_path_and_evicts_by_time_and_cap() {
-        let mut r = Ring::new(25);
+        let mut r = Ring::new(25, usize::MAX);
         for i in 0..10 {
             r.push(&ev("a", "Device.X", &i.to_string(), i * 1000))
                 .unwrap();
@@ -451,5 +582,47 @@ mod tests {
         assert!(r.rows() <= 25, "{}", r.rows());
         r.seal_and_evict(100_000).unwrap();
         assert_eq!(r.rows(), 0);
+    }
+
+    #[test]
+    fn large_events_are_bounded_in_bytes_oldest_first() {
+        let budget = 8 * 1024 * 1024;
+        let mut r = Ring::new(2_000_000, budget);
+        let big = "x".repeat(60_000);
+        // 1,500 Notifies of ~60 KB: 90 MB of values against an 8 MiB budget.
+        for i in 0..1_500 {
+            let eid = format!("os::00256D-{}", i % 7);
+            r.push(&ev(&eid, "Device.Big", &big, i)).unwrap();
+            assert!(r.bytes() <= budget, "{} bytes after {i}", r.bytes());
+        }
+        assert!(r.evicted_rows > 1_000, "{}", r.evicted_rows);
+        assert!(r.rows() > 50, "the newest rows stay: {}", r.rows());
+        // What stays is the newest: the oldest row left is younger than every evicted one.
+        r.seal_and_evict(0).unwrap();
+        let oldest = r.parts[0].sealed.front().map(|s| s.min_ts).unwrap();
+        assert!(oldest >= r.evicted_rows as i64, "{oldest}");
+        // Real Arrow memory follows the estimate.
+        let arrow: usize = r
+            .parts
+            .iter()
+            .flat_map(|p| p.sealed.iter())
+            .map(|s| s.batch.get_array_memory_size())
+            .sum();
+        assert!(arrow <= 2 * budget, "{arrow} bytes of Arrow buffers");
+    }
+
+    #[test]
+    fn latest_values_keep_to_their_share() {
+        let budget = 4 * 1024 * 1024;
+        let mut r = Ring::new(2_000_000, budget);
+        let big = "y".repeat(60_000);
+        for i in 0..1_000 {
+            r.push(&ev(&format!("os::00256D-{i}"), "Device.Big", &big, i))
+                .unwrap();
+        }
+        assert!(r.latest_bytes <= budget / LATEST_SHARE);
+        assert!(r.latest_evicted > 900, "{}", r.latest_evicted);
+        assert!(r.parts[0].latest.contains_key("os::00256D-999"));
+        assert!(!r.parts[0].latest.contains_key("os::00256D-0"));
     }
 }
