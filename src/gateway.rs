@@ -122,6 +122,13 @@ impl Gateway {
             let p = pipeline.clone();
             move |ev| p.on_presence(ev)
         });
+        crate::bulkdata::spawn_mqtt(
+            &broker,
+            &pipeline,
+            &config.broker.topics.bulk_data_topics,
+            shutdown.clone(),
+        )
+        .context("subscribing to the Bulk Data topics")?;
         spawn_forward(broker.quarantine(), shutdown.clone(), {
             let p = pipeline.clone();
             move |ev| p.on_quarantine(ev)

@@ -83,12 +83,24 @@ fn router(state: AppState) -> Router {
             )
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
+    let bulk = &state.gw.config.pipeline.bulk_data;
+    let collector = bulk.http_collector.then(|| {
+        crate::bulkdata::router(
+            state.gw.pipeline.clone(),
+            state.gw.broker.clone(),
+            bulk.max_report_bytes,
+        )
+    });
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .nest("/api/v1", api)
-        .with_state(state)
+        .nest("/api/v1", api);
+    match collector {
+        Some(c) => app.merge(c),
+        None => app,
+    }
+    .with_state(state)
 }
 
 /// Binds and serves until shutdown; returns the bound address.

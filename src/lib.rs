@@ -2,6 +2,7 @@
 //! pipeline and rule crates, the HTTP surface and telemetry. The `uspwatch` binary is a thin
 //! command line over it, and the whole-system tests drive it directly.
 
+pub mod bulkdata;
 pub mod command_requests;
 pub mod config;
 pub mod gateway;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod decode;
 mod demo;
+mod log_cmd;
 mod rules_cmd;
 mod run;
 
@@ -53,6 +54,8 @@ enum Cmd {
     Replay(rules_cmd::ReplayArgs),
     /// Load harness: throughput, latency, connections and memory, against plain rumqttd.
     Bench(bench::BenchArgs),
+    /// Print the embedded event log as JSON lines (tail, follow, filter by device, kind, time).
+    Log(log_cmd::LogArgs),
     /// Print the argon2 hash of a password for the broker's credentials file (read from stdin).
     HashPassword,
 }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::HashPassword => hash_password(),
+        Cmd::Log(args) => log_cmd::run(&args),
         Cmd::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run::run(args)))),
         Cmd::Demo(args) => exit(runtime().and_then(|rt| rt.block_on(demo::demo(args)))),
         Cmd::Simulate(args) => exit(runtime().and_then(|rt| rt.block_on(demo::simulate(args)))),

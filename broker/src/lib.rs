@@ -162,6 +162,10 @@ pub struct BrokerStats {
 }
 
 /// A running broker. Listeners and connections stop when the shutdown token is cancelled.
+/// MQTT 5 user property the broker puts on every publish routed to a Bulk Data topic: the
+/// Endpoint ID the publishing connection is bound to. Any value the client set is replaced.
+pub const BULK_DATA_PUBLISHER: &str = "uspwatch-publisher-endpoint-id";
+
 /// rumqttd's router thread has no stop; it idles once every connection is gone.
 pub struct Broker {
     shared: Arc<Shared>,
@@ -335,6 +339,19 @@ impl Broker {
             local::publisher(tx, closed, self.shared.clone(), identity),
             deliveries,
         ))
+    }
+
+    /// Checks a username and password against the credentials file, as CONNECT does, for
+    /// transports outside MQTT (the Bulk Data HTTP collector). Returns the Endpoint ID of an
+    /// `agent` entry; `None` for a wrong password, an unknown user, a controller entry or no
+    /// credentials file. Argon2 is deliberately slow: call it off the async threads.
+    pub fn verify_agent(&self, username: &str, password: &[u8]) -> Option<String> {
+        let (eid, role) = self
+            .shared
+            .credentials
+            .as_ref()?
+            .verify(username, password)?;
+        (role == auth::Role::Agent).then_some(eid)
     }
 
     /// Connects, clean disconnects and losses of client connections.

@@ -79,7 +79,17 @@ impl Connection {
             Some(Destination::BulkData) => {
                 Counters::inc(&shared.counters.bulk_data);
                 ::metrics::counter!(metrics::BULK_DATA).increment(1);
-                self.to_router.push(Packet::Publish(p, props));
+                // The payload names no sender, so subscribers learn it from the connection's
+                // bound Endpoint ID; a value the client set itself is dropped.
+                let mut props = props.unwrap_or_default();
+                props
+                    .user_properties
+                    .retain(|(k, _)| k != crate::BULK_DATA_PUBLISHER);
+                props.user_properties.push((
+                    crate::BULK_DATA_PUBLISHER.to_owned(),
+                    self.identity.eid.clone(),
+                ));
+                self.to_router.push(Packet::Publish(p, Some(props)));
             }
             Some(Destination::Usp(side)) => {
                 let to_local =
