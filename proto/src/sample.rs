@@ -101,6 +101,7 @@ impl Sample {
             command_key: None,
             error: None,
             labels: self.labels.clone(),
+            protocol: None,
         }
     }
 }
