@@ -49,10 +49,13 @@ impl Mtp for LinkMtp {
         payload: Bytes,
         response_topic: Option<&str>,
         content_type: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> uspwatch_pipeline::Result<()> {
         self.0
             .publish(topic, payload, response_topic, content_type)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                uspwatch_broker::Error::LinkClosed => uspwatch_pipeline::Error::Closed,
+                other => uspwatch_pipeline::Error::TransportUnavailable(other.to_string()),
+            })
     }
 }
 
@@ -66,11 +69,16 @@ impl CommandSink for ControllerSink {
         endpoint_id: &str,
         command: uspwatch_proto::Command,
         origin: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> uspwatch_rules::Result<serde_json::Value> {
+        use uspwatch_rules::Error as E;
         match self.0.request(endpoint_id, &command, origin).await {
             Ok(r) if r.ok => Ok(serde_json::to_value(&r).unwrap_or(serde_json::Value::Null)),
-            Ok(r) => Err(format!("device answered with an error: {}", r.response)),
-            Err(e) => Err(e.to_string()),
+            Ok(r) => Err(E::CommandFailed(format!(
+                "device answered with an error: {}",
+                r.response
+            ))),
+            Err(e) if e.is_retryable() => Err(E::CommandUndelivered(e.to_string())),
+            Err(e) => Err(E::CommandFailed(e.to_string())),
         }
     }
 }

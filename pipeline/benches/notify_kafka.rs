@@ -31,10 +31,10 @@ impl Mtp for Acks {
         payload: Bytes,
         _response_topic: Option<&str>,
         _content_type: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> uspwatch_pipeline::Result<()> {
         self.tx
             .send((Instant::now(), payload))
-            .map_err(|_| "closed".to_string())
+            .map_err(|_| uspwatch_pipeline::Error::Closed)
     }
 }
 

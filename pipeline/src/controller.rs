@@ -2,11 +2,11 @@
 //! agents, correlating responses by msg_id and async Operates by command_key.
 
 pub(crate) mod inbound;
+mod request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -14,8 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
-use uspwatch_proto::pb::usp::{Msg, body, response};
-use uspwatch_proto::time::millis_u64;
+use uspwatch_proto::pb::usp::Msg;
 use uspwatch_proto::{Command, Event, Message, mqtt, wrap};
 
 use crate::config::ControllerConfig;
@@ -26,6 +25,7 @@ use crate::metrics as m;
 use crate::pipeline::Stats;
 use crate::sink::{OutRecord, RecordTopic, Sink};
 use crate::{Mtp, now_ms};
+use request::{Journal, Prepared, Registration, describe_response};
 
 /// Where and how to reach an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub(crate) struct Route {
 type Waiter = (String, oneshot::Sender<Msg>);
 /// (endpoint id, command_key) of a pending async Operate.
 type OperationKey = (String, String);
+/// The msg_id of the request that registered the operation, and where its
+/// OperationComplete goes.
+type OperationWaiter = (String, oneshot::Sender<Arc<Event>>);
 
 /// State shared by the inbound loop, the request API and the pipeline handle.
 pub(crate) struct Core {
@@ -49,7 +52,9 @@ pub(crate) struct Core {
     pub(crate) events_tx: broadcast::Sender<Arc<Event>>,
     pub(crate) dedup: Mutex<Dedup>,
     pub(crate) pending: Mutex<HashMap<String, Waiter>>,
-    pub(crate) operations: Mutex<HashMap<OperationKey, oneshot::Sender<Arc<Event>>>>,
+    /// One waiter per (device, command_key): a second Operate with a key already in flight
+    /// is refused, since its OperationComplete could not be told apart.
+    pub(crate) operations: Mutex<HashMap<OperationKey, OperationWaiter>>,
     pub(crate) routes: RwLock<HashMap<String, Route>>,
     /// Presence, quarantine and command records on their way to the sink. Full = the
     /// record is dropped and counted (nobody waits on these).
@@ -172,9 +177,9 @@ impl Core {
             let topic = mqtt::with_reply_to(&route.reply_topic, &self.own_topic);
             self.mtp.publish(&topic, payload, None, None).await
         };
-        res.map_err(|detail| Error::Publish {
+        res.map_err(|source| Error::Publish {
             endpoint_id: endpoint_id.to_string(),
-            detail,
+            source: Box::new(source),
         })
     }
 
@@ -234,22 +239,6 @@ pub struct CommandResult {
     pub duration_ms: u64,
 }
 
-/// Removes a request's waiters however the request ends (including cancellation).
-struct Registration<'a> {
-    core: &'a Core,
-    msg_id: String,
-    op: Option<OperationKey>,
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.core.pending.lock().remove(&self.msg_id);
-        if let Some(k) = &self.op {
-            self.core.operations.lock().remove(k);
-        }
-    }
-}
-
 impl Controller {
     /// Our Endpoint ID.
     pub fn endpoint_id(&self) -> &str {
@@ -258,9 +247,11 @@ impl Controller {
 
     /// Sends a request and awaits the typed response or Error, correlated by msg_id; for an
     /// async Operate (OperateResp with `req_obj_path`) waits for the matching
-    /// OperationComplete by command_key (one is generated if empty). Every request and its
-    /// outcome is written to the commands topic with `origin` (e.g. `rule:wifi-noise`,
-    /// `api:alice`).
+    /// OperationComplete by command_key (one is generated if empty). An Operate whose
+    /// command_key is already in flight to the same device is refused
+    /// ([`Error::DuplicateRequest`]): the two completions could not be told apart. Every
+    /// request and its outcome is written to the commands topic with `origin` (e.g.
+    /// `rule:wifi-noise`, `api:alice`).
     pub async fn request(
         &self,
         endpoint_id: &str,
@@ -268,212 +259,40 @@ impl Controller {
         origin: &str,
     ) -> Result<CommandResult> {
         let core = &*self.core;
-        command
-            .validate()
-            .map_err(|e| Error::InvalidCommand(e.to_string()))?;
-        uspwatch_proto::validate_endpoint_id(endpoint_id)
-            .map_err(|e| Error::InvalidCommand(e.to_string()))?;
-        let msg_id = core.next_msg_id();
-        let mut command = command.clone();
-        let mut wants_resp = true;
-        let mut op_key = None;
-        if let Command::Operate {
-            command_key,
-            send_resp,
-            ..
-        } = &mut command
-        {
-            if command_key.is_empty() {
-                *command_key = msg_id.clone();
-            }
-            op_key = Some(command_key.clone());
-            wants_resp = *send_resp;
-        }
-        let kind = command.kind();
-        let (tx, rx) = oneshot::channel();
-        let mut reg = Registration {
-            core,
-            msg_id: msg_id.clone(),
-            op: None,
-        };
-        core.pending
-            .lock()
-            .insert(msg_id.clone(), (endpoint_id.to_string(), tx));
+        let req = Prepared::new(core, endpoint_id, command)?;
+        let mut reg = Registration::new(core, &req.msg_id);
         // Registered before sending: the OperationComplete may follow the OperateResp at once.
-        let op_rx = op_key.as_ref().map(|key| {
-            let (otx, orx) = oneshot::channel();
-            let k = (endpoint_id.to_string(), key.clone());
-            core.operations.lock().insert(k.clone(), otx);
-            reg.op = Some(k);
-            orx
-        });
-        let started = Instant::now();
-        let at_ms = now_ms();
-        let base = json!({
-            "msg_id": msg_id,
-            "endpoint_id": endpoint_id,
-            "controller_id": core.cfg.endpoint_id,
-            "origin": origin,
-            "kind": kind,
-            "command": command,
-            "at": uspwatch_proto::rfc3339_millis(at_ms),
-            "at_ms": at_ms,
-        });
-        core.side_record(
-            RecordTopic::Commands,
-            endpoint_id,
-            "sent",
-            &with_phase(&base, "sent", None),
-        );
-        core.stats.requests_sent.fetch_add(1, Ordering::Relaxed);
-        let route = core.route(endpoint_id);
-        let finish = |outcome: &'static str, extra: Value| {
-            let mut rec = with_phase(&base, "outcome", Some(outcome));
-            if let (Some(o), Value::Object(e)) = (rec.as_object_mut(), extra) {
-                o.extend(e);
-                o.insert("duration_ms".into(), json!(millis_u64(started.elapsed())));
-            }
-            core.side_record(RecordTopic::Commands, endpoint_id, "outcome", &rec);
-            metrics::counter!(m::REQUESTS, "command" => kind, "outcome" => outcome).increment(1);
-            metrics::histogram!(m::REQUEST_SECONDS, "command" => kind)
-                .record(started.elapsed().as_secs_f64());
+        let op_rx = match &req.op_key {
+            Some(key) => Some(reg.operation((endpoint_id.to_string(), key.clone()))?),
+            None => None,
         };
+        let rx = reg.response(endpoint_id);
+        let journal = Journal::start(core, endpoint_id, &req, origin);
+        let route = core.route(endpoint_id);
         if let Err(e) = core
-            .send(endpoint_id, &route, &command.to_msg(&msg_id))
+            .send(endpoint_id, &route, &req.command.to_msg(&req.msg_id))
             .await
         {
-            finish("failed", json!({ "error": e.to_string() }));
+            journal.finish("failed", json!({ "error": e.to_string() }));
             return Err(e);
         }
-        let result = |response: Value, ok: bool, oc: Option<Event>| CommandResult {
-            msg_id: msg_id.clone(),
-            endpoint_id: endpoint_id.to_string(),
-            command: kind.to_string(),
-            response,
-            ok,
-            operation_complete: oc,
-            command_key: op_key.clone(),
-            duration_ms: millis_u64(started.elapsed()),
-        };
-        if !wants_resp {
-            finish("ok", json!({}));
-            return Ok(result(Value::Null, true, None));
+        if !req.wants_resp {
+            journal.finish("ok", json!({}));
+            return Ok(journal.result(Value::Null, true, None));
         }
-        let timeout = core.cfg.request_timeout;
-        let msg = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(msg)) => msg,
-            Ok(Err(_)) => {
-                finish("failed", json!({ "error": "pipeline shut down" }));
-                return Err(Error::Closed);
-            }
-            Err(_) => {
-                core.stats
-                    .requests_timed_out
-                    .fetch_add(1, Ordering::Relaxed);
-                finish("timeout", json!({}));
-                return Err(Error::Timeout {
-                    endpoint_id: endpoint_id.to_string(),
-                    msg_id,
-                    after: timeout,
-                });
-            }
+        let msg = journal.response(rx).await?;
+        let (response, ok, is_async) = describe_response(&msg);
+        let oc = match op_rx {
+            Some(orx) if is_async => Some((*journal.completion(orx, &response).await?).clone()),
+            _ => None,
         };
-        let (response, mut ok, is_async) = describe_response(&msg);
-        let mut oc = None;
-        if is_async && let Some(orx) = op_rx {
-            let after = core.cfg.operate_complete_timeout;
-            match tokio::time::timeout(after, orx).await {
-                Ok(Ok(ev)) => {
-                    ok = ok && ev.error.is_none();
-                    oc = Some((*ev).clone());
-                }
-                Ok(Err(_)) => {
-                    finish("failed", json!({ "response": response }));
-                    return Err(Error::Closed);
-                }
-                Err(_) => {
-                    core.stats
-                        .requests_timed_out
-                        .fetch_add(1, Ordering::Relaxed);
-                    finish("timeout", json!({ "response": response }));
-                    return Err(Error::OperationTimeout {
-                        endpoint_id: endpoint_id.to_string(),
-                        command_key: op_key.clone().unwrap_or_default(),
-                        after,
-                    });
-                }
-            }
-        }
-        let outcome = if ok { "ok" } else { "error" };
-        finish(
-            outcome,
+        let ok = ok && oc.as_ref().is_none_or(|ev| ev.error.is_none());
+        journal.finish(
+            if ok { "ok" } else { "error" },
             json!({ "response": response, "operation_complete": oc }),
         );
         drop(reg);
-        Ok(result(response, ok, oc))
-    }
-}
-
-fn with_phase(base: &Value, phase: &str, outcome: Option<&str>) -> Value {
-    let mut v = base.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("phase".into(), json!(phase));
-        if let Some(out) = outcome {
-            o.insert("outcome".into(), json!(out));
-        }
-    }
-    v
-}
-
-/// The response as JSON, whether it reports success, and whether it is an async Operate
-/// still to complete.
-fn describe_response(msg: &Msg) -> (Value, bool, bool) {
-    use response::RespType as R;
-    let Some(b) = msg.body.as_ref().and_then(|b| b.msg_body.as_ref()) else {
-        return (Value::Null, false, false);
-    };
-    match b {
-        body::MsgBody::Error(e) => (json!({ "error": e }), false, false),
-        body::MsgBody::Request(_) => (Value::Null, false, false),
-        body::MsgBody::Response(r) => {
-            let value = serde_json::to_value(&r.resp_type).unwrap_or(Value::Null);
-            let (ok, is_async) = match &r.resp_type {
-                Some(R::SetResp(s)) => (
-                    s.updated_obj_results
-                        .iter()
-                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::set_resp::updated_object_result::operation_status::OperStatus::OperFailure(_)))),
-                    false,
-                ),
-                Some(R::AddResp(a)) => (
-                    a.created_obj_results
-                        .iter()
-                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::add_resp::created_object_result::operation_status::OperStatus::OperFailure(_)))),
-                    false,
-                ),
-                Some(R::DeleteResp(d)) => (
-                    d.deleted_obj_results
-                        .iter()
-                        .all(|o| !matches!(o.oper_status.as_ref().and_then(|s| s.oper_status.as_ref()), Some(uspwatch_proto::pb::usp::delete_resp::deleted_object_result::operation_status::OperStatus::OperFailure(_)))),
-                    false,
-                ),
-                Some(R::GetResp(g)) => (g.req_path_results.iter().all(|r| r.err_code == 0), false),
-                Some(R::OperateResp(o)) => {
-                    use uspwatch_proto::pb::usp::operate_resp::operation_result::OperationResp as O;
-                    let failed = o
-                        .operation_results
-                        .iter()
-                        .any(|r| matches!(r.operation_resp, Some(O::CmdFailure(_))));
-                    let is_async = o
-                        .operation_results
-                        .iter()
-                        .any(|r| matches!(r.operation_resp, Some(O::ReqObjPath(_))));
-                    (!failed, is_async && !failed)
-                }
-                Some(_) => (true, false),
-                None => (false, false),
-            };
-            (value, ok, is_async)
-        }
+        Ok(journal.result(response, ok, oc))
     }
 }
 
@@ -504,7 +323,7 @@ pub(crate) fn complete_operation(core: &Core, ev: &Arc<Event>) {
         .operations
         .lock()
         .remove(&(ev.endpoint_id.clone(), key.clone()));
-    if let Some(tx) = waiter {
+    if let Some((_, tx)) = waiter {
         let _ = tx.send(ev.clone());
     }
 }

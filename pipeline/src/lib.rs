@@ -56,14 +56,17 @@ pub use sink::RecordTopic;
 /// link.
 #[async_trait::async_trait]
 pub trait Mtp: Send + Sync + 'static {
-    /// Publishes `payload` to `topic`; MQTT 5 properties when given.
+    /// Publishes `payload` to `topic`; MQTT 5 properties when given. Fails with
+    /// [`Error::TransportUnavailable`] when a later attempt may succeed,
+    /// [`Error::PublishRefused`] when this publish never can, and [`Error::Closed`] once the
+    /// transport has shut down.
     async fn publish(
         &self,
         topic: &str,
         payload: bytes::Bytes,
         response_topic: Option<&str>,
         content_type: Option<&str>,
-    ) -> Result<(), String>;
+    ) -> Result<()>;
 }
 
 /// A publish the broker delivered to the controller's topic.

@@ -5,21 +5,34 @@
 //! to the fsync policy. Segments are named after the sequence number of their first entry
 //! (`00000000000000000042.seg`), so the directory listing alone orders them.
 //!
-//! On open, the newest segment is scanned: a torn or corrupt tail (a crash in the middle of
-//! a write) is logged, counted and cut off; everything before it is kept. Older segments are
-//! checked entry by entry as they are read.
+//! The writer never leaves a partial entry in front of the next one: a failed write is cut
+//! back, and if even that fails the writer refuses (and so never acknowledges) anything more
+//! until a truncate succeeds. A record too large for the format is refused before it is
+//! written. Sequence numbers stay gapless: records whose write failed give theirs back.
+//!
+//! On open, the newest segment is scanned. A damaged entry followed by intact ones (a flipped
+//! bit, a frame an older version left behind) is skipped, logged and counted, and every
+//! acknowledged record after it is kept: recovery looks for the next intact entry rather than
+//! stopping at the first bad one (see `recover`). Only a damaged tail with nothing intact
+//! after it — a crash in the middle of a write, never acknowledged — is cut off. Readers skip
+//! damaged entries the same way in every segment.
 
+#[cfg(test)]
+mod faults;
 mod format;
 mod reader;
+mod recover;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use format::LogRecord;
 pub use reader::LogReader;
@@ -27,7 +40,7 @@ pub use reader::LogReader;
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::metrics as m;
-use format::{FRAME_HEADER, Frame};
+use format::MAX_BODY;
 
 /// A segment file as readers may see it: `len` is how much of it is durable.
 #[derive(Debug, Clone)]
@@ -48,6 +61,18 @@ pub(crate) struct Append<'a> {
     pub(crate) value: &'a [u8],
 }
 
+/// Refuses a record whose entry would be larger than any reader accepts.
+pub(crate) fn check_size(key: &str, record_type: &str, value: &[u8]) -> Result<()> {
+    let bytes = format::body_len(key, record_type, value);
+    if bytes > MAX_BODY {
+        return Err(Error::RecordTooLarge {
+            bytes,
+            max: MAX_BODY,
+        });
+    }
+    Ok(())
+}
+
 /// The single writer of a log directory.
 pub(crate) struct LogWriter {
     dir: PathBuf,
@@ -57,6 +82,13 @@ pub(crate) struct LogWriter {
     cur_len: u64,
     next_seq: u64,
     buf: Vec<u8>,
+    /// Records encoded in `buf` and not yet written.
+    buf_records: u64,
+    /// A failed write could not be cut back, so the file may hold a partial entry past
+    /// `cur_len`: nothing more is written until a truncate succeeds.
+    damaged: bool,
+    #[cfg(test)]
+    pub(crate) faults: Arc<faults::Faults>,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -90,32 +122,45 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
     Ok(out)
 }
 
-/// Scans a segment; returns the end of its last good entry and the next sequence number.
-fn scan(path: &Path, first_seq: u64) -> Result<(u64, u64)> {
+/// What the scan of a segment found.
+struct Scan {
+    /// The end of the last intact entry: the segment's length after recovery.
+    good_end: u64,
+    next_seq: u64,
+    /// Damaged regions with intact entries after them: (offset, bytes, records lost).
+    skipped: Vec<(u64, u64, u64)>,
+}
+
+/// Scans a segment entry by entry, stepping over damaged regions to the next intact entry.
+fn scan(path: &Path, first_seq: u64) -> Result<Scan> {
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(|e| Error::log_io(path, e))?;
-    let (mut at, mut next) = (0usize, first_seq);
-    while data.len() - at >= FRAME_HEADER {
-        let mut h = [0u8; FRAME_HEADER];
-        h.copy_from_slice(&data[at..at + FRAME_HEADER]);
-        let Frame::Body { len, crc } = format::frame(h) else {
-            break;
+    let limit = data.len() as u64;
+    let mut c = Cursor::new(&data[..]);
+    let (mut at, mut next) = (0u64, first_seq);
+    let mut skipped = Vec::new();
+    let io = |e| Error::log_io(path, e);
+    while at < limit {
+        let entry = match recover::entry_at(&mut c, at, limit).map_err(io)? {
+            Some(e) if e.rec.seq >= next => e,
+            _ => match recover::next_entry(&mut c, at, limit, next).map_err(io)? {
+                Some((found, e)) => {
+                    skipped.push((at, found - at, e.rec.seq - next));
+                    e
+                }
+                None => break,
+            },
         };
-        let Some(body) = data.get(at + FRAME_HEADER..at + FRAME_HEADER + len) else {
-            break;
-        };
-        if crc32fast::hash(body) != crc {
-            break;
-        }
-        match format::decode_body(body) {
-            Some(r) if r.seq == next => next += 1,
-            _ => break,
-        }
-        at += FRAME_HEADER + len;
+        next = entry.rec.seq + 1;
+        at = entry.end;
     }
-    Ok((at as u64, next))
+    Ok(Scan {
+        good_end: at,
+        next_seq: next,
+        skipped,
+    })
 }
 
 impl LogWriter {
@@ -135,11 +180,28 @@ impl LogWriter {
             return Err(Error::Closed);
         };
         let exists = last.path.exists();
-        let (good, next_seq) = if exists {
+        let found = if exists {
             scan(&last.path, last.first_seq)?
         } else {
-            (0, last.first_seq)
+            Scan {
+                good_end: 0,
+                next_seq: last.first_seq,
+                skipped: Vec::new(),
+            }
         };
+        let (good, next_seq) = (found.good_end, found.next_seq);
+        for &(offset, bytes, records) in &found.skipped {
+            warn!(
+                segment = %last.path.display(),
+                offset,
+                skipped_bytes = bytes,
+                lost_records = records,
+                "event log has a damaged entry; keeping the intact records after it"
+            );
+            metrics::counter!(m::LOG_CORRUPT).increment(1);
+            metrics::counter!(m::LOG_SKIPPED_BYTES, "stage" => "open").increment(bytes);
+            metrics::counter!(m::LOG_SKIPPED_RECORDS, "stage" => "open").increment(records);
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -171,6 +233,10 @@ impl LogWriter {
             file,
             next_seq,
             buf: Vec::with_capacity(64 * 1024),
+            buf_records: 0,
+            damaged: false,
+            #[cfg(test)]
+            faults: Arc::default(),
         })
     }
 
@@ -183,10 +249,16 @@ impl LogWriter {
         self.next_seq
     }
 
-    /// Writes records (not yet synced); returns the first one's sequence number.
+    /// Writes records (not yet synced); returns the first one's sequence number. Refuses the
+    /// whole batch, writing nothing, if one record is too large.
     pub(crate) fn append(&mut self, recs: &[Append<'_>]) -> Result<u64> {
+        for r in recs {
+            check_size(r.key, r.record_type, r.value)?;
+        }
+        self.repair()?;
         let first = self.next_seq;
         self.buf.clear();
+        self.buf_records = 0;
         for r in recs {
             if self.cur_len + self.buf.len() as u64 >= self.cfg.segment_bytes {
                 self.write_buf()?;
@@ -202,6 +274,7 @@ impl LogWriter {
                 r.value,
             );
             self.next_seq += 1;
+            self.buf_records += 1;
         }
         self.write_buf()?;
         Ok(first)
@@ -211,14 +284,61 @@ impl LogWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
-            // Never leave a half-written entry in front of the next one.
-            let _ = self.file.set_len(self.cur_len);
-            return Err(Error::log_io(self.current_path(), e));
-        }
-        self.cur_len += self.buf.len() as u64;
+        let written = self.write_file();
+        let records = std::mem::take(&mut self.buf_records);
+        let bytes = self.buf.len() as u64;
         self.buf.clear();
+        if let Err(e) = written {
+            // The next records take these sequence numbers: the log stays gapless.
+            self.next_seq -= records;
+            let path = self.current_path();
+            // Never leave a partial entry in front of the next one.
+            if let Err(te) = self.truncate_file(self.cur_len) {
+                error!(segment = %path.display(), error = %te, "cannot cut back a failed event log write; refusing records until it can");
+                self.damaged = true;
+            }
+            return Err(Error::log_io(path, e));
+        }
+        self.cur_len += bytes;
         Ok(())
+    }
+
+    /// After a failed cut-back: tries again, and checks the file really ends where the last
+    /// good entry does before anything more is written.
+    fn repair(&mut self) -> Result<()> {
+        if !self.damaged {
+            return Ok(());
+        }
+        let path = self.current_path();
+        let len = self
+            .truncate_file(self.cur_len)
+            .and_then(|()| self.file.metadata())
+            .map_err(|e| Error::log_io(&path, e))?
+            .len();
+        if len != self.cur_len {
+            return Err(Error::LogUnavailable(format!(
+                "{} is {len} bytes after cutting it back to {}",
+                path.display(),
+                self.cur_len
+            )));
+        }
+        self.damaged = false;
+        info!(segment = %path.display(), "event log write failure cut back; accepting records again");
+        Ok(())
+    }
+
+    fn write_file(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(r) = self.faults.write(&mut self.file, &self.buf) {
+            return r;
+        }
+        self.file.write_all(&self.buf)
+    }
+
+    fn truncate_file(&self, len: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        self.faults.truncate()?;
+        self.file.set_len(len)
     }
 
     fn current_path(&self) -> PathBuf {
@@ -300,132 +420,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::log_io(dir, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::RecordTopic;
-
-    fn cfg(dir: &Path, segment_bytes: u64) -> LogConfig {
-        LogConfig {
-            dir: dir.to_path_buf(),
-            segment_bytes,
-            ..LogConfig::default()
-        }
-    }
-
-    fn rec(v: &[u8]) -> Append<'_> {
-        Append {
-            at_ms: 1,
-            topic: RecordTopic::Events,
-            key: "os::1-2",
-            record_type: "value_change",
-            value: v,
-        }
-    }
-
-    fn read_all(dir: &Path) -> Vec<LogRecord> {
-        let mut r = LogReader::open(dir).unwrap();
-        let mut out = Vec::new();
-        loop {
-            let batch = r.read(100).unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            out.extend(batch);
-        }
-    }
-
-    #[test]
-    fn append_rotate_reopen_and_read() {
-        let d = tempfile::tempdir().unwrap();
-        let c = cfg(d.path(), 4096);
-        let mut w = LogWriter::open(&c).unwrap();
-        let big = vec![b'x'; 1000];
-        for _ in 0..10 {
-            w.append(&[rec(&big)]).unwrap();
-        }
-        w.sync(true).unwrap();
-        assert!(w.segments().lock().len() >= 3);
-        drop(w);
-        let mut w = LogWriter::open(&c).unwrap();
-        assert_eq!(w.next_seq(), 10);
-        w.append(&[rec(b"last")]).unwrap();
-        w.sync(true).unwrap();
-        let all = read_all(d.path());
-        assert_eq!(all.len(), 11);
-        assert!(all.iter().enumerate().all(|(i, r)| r.seq == i as u64));
-        assert_eq!(&all[10].value[..], b"last");
-    }
-
-    #[test]
-    fn torn_tail_is_cut_and_appends_continue() {
-        let d = tempfile::tempdir().unwrap();
-        let c = cfg(d.path(), 1 << 20);
-        let mut w = LogWriter::open(&c).unwrap();
-        w.append(&[rec(b"a"), rec(b"b"), rec(b"c")]).unwrap();
-        w.sync(true).unwrap();
-        drop(w);
-        let seg = d.path().join(segment_name(0));
-        let full = fs::metadata(&seg).unwrap().len();
-        // Cut the last entry in half, as a crash in the middle of a write would.
-        OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(full - 5)
-            .unwrap();
-        let mut w = LogWriter::open(&c).unwrap();
-        assert_eq!(w.next_seq(), 2);
-        w.append(&[rec(b"d")]).unwrap();
-        w.sync(true).unwrap();
-        let vals: Vec<_> = read_all(d.path()).into_iter().map(|r| r.value).collect();
-        assert_eq!(vals, [&b"a"[..], b"b", b"d"]);
-    }
-
-    #[test]
-    fn corrupt_entry_in_old_segment_is_skipped() {
-        let d = tempfile::tempdir().unwrap();
-        let c = cfg(d.path(), 4096);
-        let mut w = LogWriter::open(&c).unwrap();
-        let big = vec![b'y'; 1500];
-        for _ in 0..6 {
-            w.append(&[rec(&big)]).unwrap();
-        }
-        w.sync(true).unwrap();
-        drop(w);
-        // Flip a byte in the second entry of the first segment.
-        let seg = d.path().join(segment_name(0));
-        let mut data = fs::read(&seg).unwrap();
-        let second = data.len() / 2 + 10;
-        data[second] ^= 0xff;
-        fs::write(&seg, data).unwrap();
-        let seqs: Vec<_> = read_all(d.path()).into_iter().map(|r| r.seq).collect();
-        assert_eq!(seqs[0], 0);
-        assert!(!seqs.contains(&1), "{seqs:?}");
-        assert_eq!(seqs.last(), Some(&5));
-    }
-
-    #[test]
-    fn retention_keeps_undelivered_segments() {
-        let d = tempfile::tempdir().unwrap();
-        let mut c = cfg(d.path(), 4096);
-        c.retention.max_bytes = 4096;
-        let mut w = LogWriter::open(&c).unwrap();
-        let big = vec![b'z'; 1500];
-        for _ in 0..12 {
-            w.append(&[rec(&big)]).unwrap();
-        }
-        w.sync(true).unwrap();
-        let before = w.segments().lock().len();
-        w.retain(0);
-        assert_eq!(w.segments().lock().len(), before);
-        w.retain(u64::MAX);
-        let segs = w.segments().lock().clone();
-        assert!(segs.len() < before);
-        assert!(segs.iter().map(|s| s.len).sum::<u64>() <= 4096 + 4096);
-        let first = read_all(d.path())[0].seq;
-        assert_eq!(first, segs[0].first_seq);
-    }
 }

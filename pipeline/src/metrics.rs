@@ -1,5 +1,5 @@
 //! Metric names of the pipeline. Labels are bounded: `record_type`, `kind`, `reason`,
-//! `store`, `stream` (the six logical record streams), `command`, `outcome`.
+//! `store`, `stream` (the six logical record streams), `command`, `outcome`, `stage`.
 
 /// Counter, labels `record_type`: USP Records received from the MQTT link.
 pub const RECORDS_RECEIVED: &str = "uspwatch_pipeline_records_received_total";
@@ -24,6 +24,9 @@ pub const SPOOL_DEPTH: &str = "uspwatch_pipeline_spool_depth";
 pub const KAFKA_UP: &str = "uspwatch_pipeline_kafka_up";
 /// Counter: Kafka deliveries that failed (the record went to the spool or is retried).
 pub const KAFKA_DELIVERY_FAILURES: &str = "uspwatch_pipeline_kafka_delivery_failures_total";
+/// Counter: Kafka producers replaced because the cluster lost their state (unknown producer
+/// id, fatal idempotence error).
+pub const KAFKA_PRODUCER_RESETS: &str = "uspwatch_pipeline_kafka_producer_resets_total";
 /// Counter: spooled records delivered to Kafka on replay.
 pub const SPOOL_REPLAYED: &str = "uspwatch_pipeline_spool_replayed_total";
 /// Counter, labels `stream`: records written to a sink.
@@ -33,8 +36,15 @@ pub const RECORDS_WRITTEN: &str = "uspwatch_pipeline_records_written_total";
 pub const RECORDS_DROPPED: &str = "uspwatch_pipeline_records_dropped_total";
 /// Gauge: bytes in the embedded log directory.
 pub const LOG_BYTES: &str = "uspwatch_pipeline_log_bytes";
-/// Counter: torn or corrupt log tails skipped (on open or while reading).
+/// Counter: damaged log entries found (a torn tail cut off on open, or a damaged entry
+/// stepped over on open or while reading).
 pub const LOG_CORRUPT: &str = "uspwatch_pipeline_log_corrupt_total";
+/// Counter, labels `stage` (`open`, `read`): bytes of damaged log entries stepped over to
+/// reach the intact records after them.
+pub const LOG_SKIPPED_BYTES: &str = "uspwatch_pipeline_log_skipped_bytes_total";
+/// Counter, labels `stage` (`open`, `read`): log records lost in damaged entries (the gap in
+/// sequence numbers a skip left).
+pub const LOG_SKIPPED_RECORDS: &str = "uspwatch_pipeline_log_skipped_records_total";
 /// Counter: log fsyncs.
 pub const LOG_FSYNCS: &str = "uspwatch_pipeline_log_fsyncs_total";
 /// Counter, labels `command`, `outcome` (`ok`, `error`, `timeout`, `failed`): requests sent
@@ -80,6 +90,10 @@ pub fn describe() {
                 .increment(0);
         }
     }
+    for stage in ["open", "read"] {
+        metrics::counter!(LOG_SKIPPED_BYTES, "stage" => stage).increment(0);
+        metrics::counter!(LOG_SKIPPED_RECORDS, "stage" => stage).increment(0);
+    }
     for reason in ["sink_failed", "publish_failed"] {
         metrics::counter!(NOTIFY_UNACKED, "reason" => reason).increment(0);
     }
@@ -89,6 +103,7 @@ pub fn describe() {
     for name in [
         DUPLICATES,
         KAFKA_DELIVERY_FAILURES,
+        KAFKA_PRODUCER_RESETS,
         SPOOL_REPLAYED,
         LOG_CORRUPT,
         LOG_FSYNCS,
@@ -119,6 +134,10 @@ pub fn describe() {
     describe_gauge!(KAFKA_UP, "1 when Kafka accepts records, 0 while spooling");
     describe_counter!(KAFKA_DELIVERY_FAILURES, "Failed Kafka deliveries");
     describe_counter!(
+        KAFKA_PRODUCER_RESETS,
+        "Kafka producers replaced after the cluster lost their state"
+    );
+    describe_counter!(
         SPOOL_REPLAYED,
         "Spooled records delivered to Kafka on replay"
     );
@@ -128,7 +147,13 @@ pub fn describe() {
         "Records dropped because the sink queue was full"
     );
     describe_gauge!(LOG_BYTES, Unit::Bytes, "Bytes in the embedded log");
-    describe_counter!(LOG_CORRUPT, "Torn or corrupt log tails skipped");
+    describe_counter!(LOG_CORRUPT, "Damaged log entries found");
+    describe_counter!(
+        LOG_SKIPPED_BYTES,
+        Unit::Bytes,
+        "Bytes of damaged log entries skipped"
+    );
+    describe_counter!(LOG_SKIPPED_RECORDS, "Log records lost in damaged entries");
     describe_counter!(LOG_FSYNCS, "Embedded log fsyncs");
     describe_counter!(REQUESTS, "Requests sent to agents, by outcome");
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request round trip");

@@ -58,6 +58,8 @@ pub struct PipelineStats {
     pub spool_depth: u64,
     /// `None` without Kafka; `Some(false)` while records are being spooled.
     pub kafka_up: Option<bool>,
+    /// Kafka producers replaced after the cluster lost their state.
+    pub kafka_producer_resets: u64,
     /// Presence/quarantine/command records dropped because the sink queue was full.
     pub records_dropped: u64,
     pub requests_sent: u64,
@@ -228,6 +230,7 @@ impl Pipeline {
             in_flight: get(&s.in_flight),
             spool_depth: self.core.sink.spool_depth(),
             kafka_up: self.core.sink.kafka_up(),
+            kafka_producer_resets: self.core.sink.producer_resets(),
             records_dropped: get(&s.records_dropped),
             requests_sent: get(&s.requests_sent),
             requests_timed_out: get(&s.requests_timed_out),

@@ -132,6 +132,10 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn kafka_up(&self) -> Option<bool>;
     /// Records in the spool not yet delivered to Kafka.
     fn spool_depth(&self) -> u64;
+    /// Kafka producers replaced after the cluster lost their state.
+    fn producer_resets(&self) -> u64 {
+        0
+    }
     /// Whether records can currently be made durable.
     async fn ready(&self) -> bool;
 }

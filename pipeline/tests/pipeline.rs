@@ -5,6 +5,7 @@ mod pipeline {
     pub mod bulkdata;
     pub mod crash;
     pub mod kafka;
+    pub mod kafka_lost;
     pub mod log_store;
     pub mod outage;
     pub mod requests;

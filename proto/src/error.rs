@@ -86,7 +86,9 @@ pub enum Error {
 /// The stable label of a rejection, for metrics and quarantine events.
 ///
 /// The set is closed, so it is a safe metric label; never put an endpoint or msg id in one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// It deserializes from its snake_case name (and from its index, which [`Reason::iter`] uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reason {
     TooLarge,
     Undecodable,
@@ -294,9 +296,33 @@ impl Error {
     }
 }
 
+impl Reason {
+    /// Every reason in declaration order, read from the enum's own definition (its derived
+    /// variant index), so unlike a hand-kept list it cannot leave a new reason out.
+    pub fn iter() -> impl Iterator<Item = Reason> {
+        use serde::Deserialize as _;
+        use serde::de::IntoDeserializer as _;
+        use serde::de::value::{Error as ValueError, U32Deserializer};
+        (0u32..).map_while(|i| {
+            let index: U32Deserializer<ValueError> = i.into_deserializer();
+            Reason::deserialize(index).ok()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_reason_under_its_own_name() {
+        assert!(Reason::iter().eq(Reason::ALL), "Reason::ALL is out of date");
+        for r in Reason::iter() {
+            let named: Reason = serde_json::from_value(serde_json::json!(r.as_str()))
+                .unwrap_or_else(|e| panic!("{r:?}: {e}"));
+            assert_eq!(named, r);
+        }
+    }
 
     #[test]
     fn reason_names_are_unique_snake_case() {

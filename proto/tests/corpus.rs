@@ -570,29 +570,48 @@ fn corpus() -> Vec<Case> {
     ]
 }
 
-/// Every reason `validate` can produce; the corpus must exercise each one.
-const VALIDATE_REASONS: [Reason; 21] = [
-    Reason::TooLarge,
-    Reason::Undecodable,
-    Reason::NoRecordType,
-    Reason::MultipleRecordTypes,
-    Reason::MissingVersion,
-    Reason::InvalidVersion,
-    Reason::MissingToId,
-    Reason::InvalidToId,
-    Reason::MissingFromId,
-    Reason::InvalidFromId,
-    Reason::UnknownPayloadSecurity,
-    Reason::EmptyPayload,
-    Reason::InvalidConnectRecord,
-    Reason::MsgUndecodable,
-    Reason::MissingHeader,
-    Reason::MissingMsgId,
-    Reason::MissingBody,
-    Reason::MultipleBodies,
-    Reason::EmptyBody,
-    Reason::MsgTypeMismatch,
-    Reason::EmptyNotify,
+/// Reasons that `validate` never gives, each with a call into this crate that must give it.
+fn other_producers() -> Vec<(Reason, uspwatch_proto::Error)> {
+    use uspwatch_proto::{Command, mqtt, validate_endpoint_id};
+    let err = |r: uspwatch_proto::Result<()>| r.expect_err("must be refused");
+    vec![
+        (
+            Reason::InvalidReplyTo,
+            err(mqtt::split_reply_to("usp/controller/x/reply-to=usp%2Fagent%2F#").map(drop)),
+        ),
+        (
+            Reason::InvalidEndpointId,
+            err(validate_endpoint_id("no-authority")),
+        ),
+        (
+            Reason::InvalidCommand,
+            err(Command::Get {
+                paths: vec![],
+                max_depth: 0,
+            }
+            .validate()),
+        ),
+    ]
+}
+
+/// Reasons decided outside this crate, with the test that covers each there.
+const DECIDED_ELSEWHERE: &[(Reason, &str)] = &[
+    (
+        Reason::WrongContentType,
+        "broker acl::tests::record_checks_give_the_right_reason",
+    ),
+    (
+        Reason::MissingReplyTo,
+        "broker acl::tests::record_checks_give_the_right_reason",
+    ),
+    (
+        Reason::FromIdMismatch,
+        "broker acl::tests::record_checks_give_the_right_reason",
+    ),
+    (
+        Reason::ToIdMismatch,
+        "broker acl::tests::record_checks_give_the_right_reason",
+    ),
 ];
 
 #[test]
@@ -639,15 +658,35 @@ fn every_malformed_record_is_rejected_with_its_reason() {
 }
 
 #[test]
-fn the_corpus_covers_every_validate_reason() {
+fn other_producers_give_their_reason() {
+    for (want, e) in other_producers() {
+        assert_eq!(e.reason(), want, "{e}");
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+/// Every reason there is — taken from the enum itself, so a new one cannot escape — has a
+/// corpus row, a producer call above, or a named test where it is decided.
+#[test]
+fn every_reason_has_a_case() {
     let cases = corpus();
     assert!(cases.len() >= 40, "only {} cases", cases.len());
-    let covered: BTreeSet<Reason> = cases.iter().map(|c| c.want).collect();
-    let missing: Vec<_> = VALIDATE_REASONS
-        .iter()
-        .filter(|r| !covered.contains(r))
-        .collect();
-    assert!(missing.is_empty(), "no case for {missing:?}");
     let names: BTreeSet<&str> = cases.iter().map(|c| c.name).collect();
     assert_eq!(names.len(), cases.len(), "case names must be unique");
+    let in_corpus: BTreeSet<Reason> = cases.iter().map(|c| c.want).collect();
+    let by_call: BTreeSet<Reason> = other_producers().iter().map(|(r, _)| *r).collect();
+    let elsewhere: BTreeSet<Reason> = DECIDED_ELSEWHERE.iter().map(|(r, _)| *r).collect();
+    let mut problems = Vec::new();
+    for r in Reason::iter() {
+        let homes = [&in_corpus, &by_call, &elsewhere]
+            .iter()
+            .filter(|set| set.contains(&r))
+            .count();
+        match homes {
+            0 => problems.push(format!("{r}: no case")),
+            1 => {}
+            _ => problems.push(format!("{r}: listed in more than one place")),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

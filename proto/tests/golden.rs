@@ -805,17 +805,18 @@ fn hand_error_with_param_errs() {
 fn hand_fixtures_match_what_prost_encodes() {
     // Maps aside (prost writes them in key order), these messages have one canonical encoding;
     // equality shows the .proto files agree with the hand-written wire format field by field.
-    for lines in [
-        MQTT_CONNECT,
-        VALUE_CHANGE,
-        OPERATION_COMPLETE_FAIL,
-        ERROR_PARAM_ERRS,
-    ] {
+    let connect = hand(MQTT_CONNECT);
+    assert_eq!(connect.payload, Payload::None);
+    assert_eq!(connect.record.encode_to_vec(), unhex(MQTT_CONNECT));
+    // Each of these carries a Msg: one that no longer decodes to a Msg fails here rather than
+    // being skipped.
+    for lines in [VALUE_CHANGE, OPERATION_COMPLETE_FAIL, ERROR_PARAM_ERRS] {
         let bytes = unhex(lines);
         let d = hand(lines);
-        if let Some(m) = d.msg() {
-            let rebuilt = uspwatch_proto::wrap(m, EID, "self::uspwatch").encode_to_vec();
-            assert_eq!(rebuilt, bytes);
-        }
+        let Payload::Msg(m) = &d.payload else {
+            panic!("the fixture's Msg did not decode: {:?}", d.payload);
+        };
+        let rebuilt = uspwatch_proto::wrap(m, EID, "self::uspwatch").encode_to_vec();
+        assert_eq!(rebuilt, bytes);
     }
 }

@@ -50,7 +50,12 @@ struct Nowhere;
 
 #[async_trait::async_trait]
 impl CommandSink for Nowhere {
-    async fn send(&self, _: &str, _: Command, _: &str) -> Result<serde_json::Value, String> {
+    async fn send(
+        &self,
+        _: &str,
+        _: Command,
+        _: &str,
+    ) -> uspwatch_rules::Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
 }

@@ -39,13 +39,15 @@ use crate::udf::{self, EvalParams, ParamCell};
 #[async_trait]
 pub trait CommandSink: Send + Sync + 'static {
     /// Sends `command` to `endpoint_id`; `origin` names the rule. `Ok` carries the response
-    /// as JSON, `Err` the reason it failed (timeout, USP error, device offline…).
+    /// as JSON; `Err` is [`Error::CommandUndelivered`](crate::Error::CommandUndelivered)
+    /// (timeout, device offline: retryable) or
+    /// [`Error::CommandFailed`](crate::Error::CommandFailed) (refused, USP error).
     async fn send(
         &self,
         endpoint_id: &str,
         command: uspwatch_proto::Command,
         origin: &str,
-    ) -> std::result::Result<serde_json::Value, String>;
+    ) -> Result<serde_json::Value>;
 }
 
 /// Capacity of the output broadcast. A subscriber that falls this far behind loses the oldest
@@ -568,7 +570,9 @@ impl Engine {
                         .send(&record.endpoint_id, record.command.clone(), &record.rule)
                         .await
                 }
-                Err(_) => Err("engine shutting down".to_string()),
+                Err(_) => Err(crate::Error::CommandUndelivered(
+                    "engine shutting down".to_string(),
+                )),
             };
             let mut r = record;
             match outcome {
@@ -579,7 +583,7 @@ impl Engine {
                 Err(reason) => {
                     warn!(rule = %r.rule, endpoint_id = %r.endpoint_id, reason = %reason, "action failed");
                     r.status = ActionStatus::Failed;
-                    r.reason = Some(reason);
+                    r.reason = Some(reason.to_string());
                 }
             }
             engine.record_update(&r);

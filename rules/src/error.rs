@@ -27,6 +27,23 @@ pub enum Error {
     /// Alertmanager refused or could not be reached (retryable).
     #[error("alertmanager: {0}")]
     Alertmanager(String),
+    /// A command did not reach the device or was not answered in time (timeout, transport
+    /// busy, shutting down); a later attempt may succeed.
+    #[error("{0}")]
+    CommandUndelivered(String),
+    /// A command was refused, or the device answered that it failed; retrying does not help.
+    #[error("{0}")]
+    CommandFailed(String),
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. } | Error::Alertmanager(_) | Error::CommandUndelivered(_)
+        )
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -13,8 +13,8 @@
 //! struct Nowhere;
 //! #[async_trait::async_trait]
 //! impl CommandSink for Nowhere {
-//!     async fn send(&self, _: &str, _: uspwatch_proto::Command, _: &str) -> Result<serde_json::Value, String> {
-//!         Err("not connected".into())
+//!     async fn send(&self, _: &str, _: uspwatch_proto::Command, _: &str) -> uspwatch_rules::Result<serde_json::Value> {
+//!         Err(uspwatch_rules::Error::CommandUndelivered("not connected".into()))
 //!     }
 //! }
 //! let (engine, errors) = Engine::new(&RulesConfig::default(), Arc::new(Nowhere)).unwrap();

@@ -120,8 +120,8 @@ impl CommandSink for NeverSend {
         _: &str,
         _: uspwatch_proto::Command,
         _: &str,
-    ) -> std::result::Result<serde_json::Value, String> {
-        Err("replay never sends".into())
+    ) -> Result<serde_json::Value> {
+        Err(Error::CommandFailed("replay never sends".into()))
     }
 }
 

@@ -162,7 +162,7 @@ impl CommandSink for OkSink {
         _: &str,
         _: uspwatch_proto::Command,
         _: &str,
-    ) -> std::result::Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value> {
         Ok(serde_json::json!({}))
     }
 }

@@ -21,7 +21,7 @@ impl CommandSink for RecordingSink {
         endpoint_id: &str,
         command: Command,
         origin: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> uspwatch_rules::Result<serde_json::Value> {
         self.sent
             .lock()
             .push((endpoint_id.to_string(), command, origin.to_string()));

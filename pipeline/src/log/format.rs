@@ -12,9 +12,17 @@ use crate::RecordTopic;
 
 /// Bytes before the body.
 pub(crate) const FRAME_HEADER: usize = 8;
-/// Largest body accepted when reading; anything claiming more is corruption.
+/// Largest body either side accepts: the writer refuses a record that would need more
+/// (before it is acknowledged), so a reader may treat a header claiming more as corruption.
 pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 const FIXED: usize = 8 + 8 + 1 + 1 + 2;
+/// The smallest possible entry: every entry occupies at least this many bytes.
+pub(crate) const MIN_FRAME: usize = FRAME_HEADER + FIXED;
+
+/// The body length `encode` will write for these fields.
+pub(crate) fn body_len(key: &str, record_type: &str, value: &[u8]) -> usize {
+    FIXED + record_type.len().min(u8::MAX as usize) + key.len().min(u16::MAX as usize) + value.len()
+}
 
 /// One stored record.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +50,9 @@ pub(crate) fn encode(
     record_type: &str,
     value: &[u8],
 ) {
+    let body_len = body_len(key, record_type, value);
     let rtype = &record_type.as_bytes()[..record_type.len().min(u8::MAX as usize)];
     let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
-    let body_len = FIXED + rtype.len() + key.len() + value.len();
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);

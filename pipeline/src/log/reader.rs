@@ -1,7 +1,7 @@
 //! Sequential reading of the log, from any sequence number, across segments.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tracing::warn;
 
 use super::format::{self, FRAME_HEADER, Frame, LogRecord};
-use super::{Segment, Segments};
+use super::{Segment, Segments, recover};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 
@@ -17,10 +17,20 @@ struct Open {
     first_seq: u64,
     file: BufReader<File>,
     offset: u64,
+    /// The sequence number the entry at `offset` should carry.
+    expect: u64,
+}
+
+/// Where reading goes on after a damaged entry.
+enum Step {
+    Record(LogRecord),
+    NextSegment,
+    Wait,
 }
 
 /// Reads records in order. Only the durable part of each segment is read, so a reader
-/// running beside the writer never sees a half-written entry.
+/// running beside the writer never sees a half-written entry. A damaged entry is stepped
+/// over to the next intact one (logged and counted), never taken as the end of a segment.
 pub struct LogReader {
     segs: Segments,
     next_seq: u64,
@@ -77,38 +87,79 @@ impl LogReader {
                 }
                 continue;
             }
-            match read_entry(cur, seg.len) {
-                Ok(Some(rec)) => {
-                    if rec.seq < self.next_seq {
-                        continue;
-                    }
-                    self.next_seq = rec.seq + 1;
-                    out.push(rec);
-                }
-                Ok(None) => {
-                    let here = (cur.first_seq, cur.offset);
-                    if self.stuck_at != Some(here) {
-                        warn!(
-                            segment = %seg.path.display(),
-                            offset = cur.offset,
-                            "corrupt entry in the event log; skipping the rest of this segment"
-                        );
-                        metrics::counter!(m::LOG_CORRUPT).increment(1);
-                        self.stuck_at = Some(here);
-                    }
-                    match following {
-                        Some(f) => self.advance_to(f),
-                        None => {
-                            // Reopen next time: the file position is past `offset` now.
-                            self.cur = None;
-                            break;
-                        }
-                    }
-                }
-                Err(e) => return Err(Error::log_io(&seg.path, e)),
+            let rec = match read_entry(cur, seg.len).map_err(|e| Error::log_io(&seg.path, e))? {
+                Some(rec) => rec,
+                None => match self.step_over_damage(seg, following)? {
+                    Step::Record(rec) => rec,
+                    Step::NextSegment => continue,
+                    Step::Wait => break,
+                },
+            };
+            if rec.seq < self.next_seq {
+                continue;
             }
+            self.next_seq = rec.seq + 1;
+            out.push(rec);
         }
         Ok(out)
+    }
+
+    /// The entry at the current offset is damaged: resumes at the next intact entry of this
+    /// segment, else at the next segment. In the newest segment with nothing intact after the
+    /// damage yet, waits (the writer only appends after intact entries, so this is damage
+    /// from an earlier run that recovery on open did not see, or the disk failing).
+    fn step_over_damage(&mut self, seg: &Segment, following: Option<u64>) -> Result<Step> {
+        let Some(cur) = self.cur.as_mut() else {
+            return Ok(Step::Wait);
+        };
+        let io = |e| Error::log_io(&seg.path, e);
+        let found =
+            recover::next_entry(&mut cur.file, cur.offset, seg.len, cur.expect).map_err(io)?;
+        let (skipped_bytes, lost_records, next) = match (&found, following) {
+            (Some((at, e)), _) => (at - cur.offset, e.rec.seq - cur.expect, "entry"),
+            (None, Some(f)) => (
+                seg.len - cur.offset,
+                f.saturating_sub(cur.expect),
+                "segment",
+            ),
+            (None, None) => {
+                let here = (cur.first_seq, cur.offset);
+                if self.stuck_at != Some(here) {
+                    warn!(
+                        segment = %seg.path.display(),
+                        offset = cur.offset,
+                        "damaged entry at the end of the event log; waiting for intact entries after it"
+                    );
+                    metrics::counter!(m::LOG_CORRUPT).increment(1);
+                    self.stuck_at = Some(here);
+                }
+                cur.file.seek(SeekFrom::Start(cur.offset)).map_err(io)?;
+                return Ok(Step::Wait);
+            }
+        };
+        warn!(
+            segment = %seg.path.display(),
+            offset = cur.offset,
+            skipped_bytes,
+            lost_records,
+            "damaged entry in the event log; resuming at the next intact {next}"
+        );
+        metrics::counter!(m::LOG_CORRUPT).increment(1);
+        metrics::counter!(m::LOG_SKIPPED_BYTES, "stage" => "read").increment(skipped_bytes);
+        metrics::counter!(m::LOG_SKIPPED_RECORDS, "stage" => "read").increment(lost_records);
+        self.stuck_at = None;
+        match (found, following) {
+            (Some((_, e)), _) => {
+                cur.offset = e.end;
+                cur.expect = e.rec.seq + 1;
+                Ok(Step::Record(e.rec))
+            }
+            (None, Some(f)) => {
+                self.advance_to(f);
+                Ok(Step::NextSegment)
+            }
+            (None, None) => Ok(Step::Wait),
+        }
     }
 
     fn advance_to(&mut self, first_seq: u64) {
@@ -144,6 +195,7 @@ impl LogReader {
             first_seq: seg.first_seq,
             file: BufReader::with_capacity(256 * 1024, file),
             offset: 0,
+            expect: seg.first_seq,
         });
         Ok(Some(idx))
     }
@@ -169,5 +221,6 @@ fn read_entry(cur: &mut Open, limit: u64) -> std::io::Result<Option<LogRecord>> 
         return Ok(None);
     };
     cur.offset = end;
+    cur.expect = cur.expect.max(rec.seq + 1);
     Ok(Some(rec))
 }

@@ -12,6 +12,13 @@
 //!
 //! Replay is at-least-once: a record whose delivery report was lost can reach Kafka twice,
 //! always with the same `event_id`.
+//!
+//! A Kafka that forgot us — rebuilt, its topic re-created, or our producer id expired during
+//! a long outage — answers `UnknownProducerId`, and librdkafka then declares the idempotent
+//! producer fatally failed: it refuses every record from then on. The sink notices (a fatal
+//! error callback, or a delivery or produce error that means the producer state is gone),
+//! replaces the producer with a new one and replays the spool through it. Records in flight
+//! at that moment may reach Kafka twice, with the same `event_id`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,16 +38,19 @@ use tracing::{debug, error, info, warn};
 use super::{Ack, OutRecord, Sink, Stored, counted, log_ack};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
+use crate::log::{LogReader, LogRecord};
 use crate::metrics as m;
 use crate::spool::LogHandle;
 
 const REPLAY_BATCH: usize = 1000;
 const CURSOR_FILE: &str = "kafka.cursor";
 
-/// Routes librdkafka's callbacks into tracing and tracks whether brokers are reachable.
+/// Routes librdkafka's callbacks into tracing and tracks whether brokers are reachable and
+/// whether the producer is still usable.
 pub(crate) struct Ctx {
     up: Arc<AtomicBool>,
     wake: Arc<Notify>,
+    state_lost: Arc<AtomicBool>,
 }
 
 impl ClientContext for Ctx {
@@ -65,6 +75,12 @@ impl ClientContext for Ctx {
             }
             metrics::gauge!(m::KAFKA_UP).set(0.0);
             self.wake.notify_one();
+        } else if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            error!(reason, "kafka producer failed fatally; it will be replaced");
+            self.up.store(false, Ordering::Release);
+            metrics::gauge!(m::KAFKA_UP).set(0.0);
+            self.state_lost.store(true, Ordering::Release);
+            self.wake.notify_one();
         } else {
             warn!(error = %error, reason, "kafka client error");
         }
@@ -76,14 +92,17 @@ pub(crate) struct KafkaSink {
 }
 
 struct Inner {
-    producer: FutureProducer<Ctx>,
+    /// Replaced as a whole when its state is lost; users clone the `Arc` for each use.
+    producer: parking_lot::RwLock<Arc<FutureProducer<Ctx>>>,
+    client_cfg: ClientConfig,
+    /// Set when the producer reported a fatal error or a lost producer id.
+    state_lost: Arc<AtomicBool>,
+    producer_resets: AtomicU64,
     cfg: KafkaConfig,
     log: LogHandle,
     /// Orders appends against mode changes.
     order: Mutex<()>,
     spooling: AtomicBool,
-    /// Records ever appended to the log (its next sequence number, as far as we queued).
-    appended: AtomicU64,
     /// Log records below this have reached Kafka.
     cursor: AtomicU64,
     cursor_path: PathBuf,
@@ -101,6 +120,7 @@ impl KafkaSink {
     ) -> Result<(KafkaSink, JoinHandle<()>)> {
         let up = Arc::new(AtomicBool::new(true));
         let wake = Arc::new(Notify::new());
+        let state_lost = Arc::new(AtomicBool::new(false));
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &cfg.brokers)
             .set("compression.type", &cfg.compression)
@@ -113,12 +133,7 @@ impl KafkaSink {
             cc.set(k, v);
         }
         cc.set("enable.idempotence", "true").set("acks", "all");
-        let producer: FutureProducer<Ctx> = cc
-            .create_with_context(Ctx {
-                up: up.clone(),
-                wake: wake.clone(),
-            })
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let producer = new_producer(&cc, &up, &wake, &state_lost)?;
         let cursor_path = log_dir.join(CURSOR_FILE);
         let cursor = read_cursor(&cursor_path)?;
         let appended = log.durable();
@@ -134,12 +149,14 @@ impl KafkaSink {
         metrics::gauge!(m::SPOOL_DEPTH).set((appended - cursor) as f64);
         metrics::gauge!(m::KAFKA_UP).set(1.0);
         let inner = Arc::new(Inner {
-            producer,
+            producer: parking_lot::RwLock::new(Arc::new(producer)),
+            client_cfg: cc,
+            state_lost,
+            producer_resets: AtomicU64::new(0),
             cfg: cfg.clone(),
             log,
             order: Mutex::new(()),
             spooling: AtomicBool::new(spooling),
-            appended: AtomicU64::new(appended),
             cursor: AtomicU64::new(cursor),
             cursor_path,
             up,
@@ -148,6 +165,37 @@ impl KafkaSink {
         let task = tokio::spawn(replay(inner.clone(), shutdown));
         Ok((KafkaSink { inner }, task))
     }
+}
+
+fn new_producer(
+    cc: &ClientConfig,
+    up: &Arc<AtomicBool>,
+    wake: &Arc<Notify>,
+    state_lost: &Arc<AtomicBool>,
+) -> Result<FutureProducer<Ctx>> {
+    cc.create_with_context(Ctx {
+        up: up.clone(),
+        wake: wake.clone(),
+        state_lost: state_lost.clone(),
+    })
+    .map_err(Error::Kafka)
+}
+
+/// Errors after which this producer can deliver nothing more: librdkafka failed it, or the
+/// cluster no longer knows its producer id and epoch.
+fn producer_state_lost(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::UnknownProducerId
+                | C::InvalidProducerEpoch
+                | C::InvalidProducerIdMapping
+                | C::OutOfOrderSequenceNumber
+                | C::ProducerFenced
+        )
+    )
 }
 
 fn read_cursor(path: &std::path::Path) -> Result<u64> {
@@ -180,21 +228,67 @@ impl Inner {
             })
     }
 
+    fn producer(&self) -> Arc<FutureProducer<Ctx>> {
+        self.producer.read().clone()
+    }
+
+    /// Remembers that the producer must be replaced when `e` says its state is gone.
+    fn note_failure(&self, e: &KafkaError) {
+        if producer_state_lost(e) && !self.state_lost.swap(true, Ordering::AcqRel) {
+            warn!(error = %e, "kafka no longer knows this producer; it will be replaced");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Replaces the producer if its state was lost; true when it did.
+    async fn renew_producer(&self) -> bool {
+        let fatal = self.producer().client().fatal_error();
+        if !self.state_lost.swap(false, Ordering::AcqRel) && fatal.is_none() {
+            return false;
+        }
+        let reason = match &fatal {
+            Some((code, detail)) => format!("{code:?}: {detail}"),
+            None => "producer id or epoch unknown to the cluster".to_string(),
+        };
+        let fresh = match new_producer(&self.client_cfg, &self.up, &self.wake, &self.state_lost) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "cannot create a new kafka producer; retrying");
+                self.state_lost.store(true, Ordering::Release);
+                return false;
+            }
+        };
+        let old = std::mem::replace(&mut *self.producer.write(), Arc::new(fresh));
+        // Dropping a producer purges and flushes it, which blocks for a while.
+        drop(tokio::task::spawn_blocking(move || drop(old)));
+        self.producer_resets.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::KAFKA_PRODUCER_RESETS).increment(1);
+        warn!(
+            reason,
+            "replaced the kafka producer after its state was lost; replaying the spool (records may reach Kafka twice, with the same event_id)"
+        );
+        true
+    }
+
     /// Hands a record to librdkafka, waiting while its queue is full.
     async fn produce(&self, rec: &OutRecord) -> Result<DeliveryFuture> {
         let topic = self.cfg.topics.name(rec.topic);
+        let producer = self.producer();
         loop {
             let r = FutureRecord::to(topic)
                 .key(rec.key.as_str())
                 .payload(&rec.value[..])
                 .timestamp(rec.at_ms)
                 .headers(Self::headers(rec));
-            match self.producer.send_result(r) {
+            match producer.send_result(r) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((e, _)) => return Err(Error::Kafka(e.to_string())),
+                Err((e, _)) => {
+                    self.note_failure(&e);
+                    return Err(Error::Kafka(e));
+                }
             }
         }
     }
@@ -205,8 +299,10 @@ impl Inner {
             self.wake.notify_one();
         }
         let rx = self.log.append(rec).await?;
-        let depth =
-            self.appended.fetch_add(1, Ordering::AcqRel) + 1 - self.cursor.load(Ordering::Acquire);
+        let depth = self
+            .log
+            .end()
+            .saturating_sub(self.cursor.load(Ordering::Acquire));
         metrics::gauge!(m::SPOOL_DEPTH).set(depth as f64);
         Ok(log_ack(rx))
     }
@@ -241,6 +337,7 @@ impl KafkaSink {
                 Ok(Err((e, _))) => {
                     metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
                     debug!(error = %e, "kafka delivery failed; spooling the record");
+                    inner.note_failure(&e);
                     inner.spool(rec).await
                 }
                 Err(_) => inner.spool(rec).await,
@@ -261,11 +358,13 @@ impl Sink for KafkaSink {
         Some(i.up.load(Ordering::Acquire) && !i.spooling.load(Ordering::Acquire))
     }
 
+    fn producer_resets(&self) -> u64 {
+        self.inner.producer_resets.load(Ordering::Relaxed)
+    }
+
     fn spool_depth(&self) -> u64 {
         let i = &self.inner;
-        i.appended
-            .load(Ordering::Acquire)
-            .saturating_sub(i.cursor.load(Ordering::Acquire))
+        i.log.end().saturating_sub(i.cursor.load(Ordering::Acquire))
     }
 
     async fn ready(&self) -> bool {
@@ -275,10 +374,9 @@ impl Sink for KafkaSink {
         if self.kafka_up() == Some(true) {
             return true;
         }
-        let inner = self.inner.clone();
+        let producer = self.inner.producer();
         tokio::task::spawn_blocking(move || {
-            inner
-                .producer
+            producer
                 .client()
                 .fetch_metadata(None, Duration::from_millis(500))
                 .is_ok()
@@ -288,13 +386,20 @@ impl Sink for KafkaSink {
     }
 }
 
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Sends the spool to Kafka in order while in spooling mode.
 async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
-    let mut reader = Some(inner.log.reader(inner.cursor.load(Ordering::Acquire)));
-    let mut backoff = Duration::from_millis(100);
+    let mut reader = inner.log.reader(inner.cursor.load(Ordering::Acquire));
+    let mut backoff = MIN_BACKOFF;
     loop {
         if shutdown.is_cancelled() {
             return;
+        }
+        if inner.renew_producer().await {
+            // Whatever the old producer had in flight is resent through the new one.
+            reader = inner.log.reader(inner.cursor.load(Ordering::Acquire));
         }
         if !inner.spooling.load(Ordering::Acquire) {
             tokio::select! {
@@ -302,47 +407,79 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
                 _ = inner.wake.notified() => continue,
             }
         }
-        let Some(mut r) = reader.take() else { return };
-        let joined = tokio::task::spawn_blocking(move || {
-            let batch = r.read(REPLAY_BATCH);
-            (r, batch)
-        })
-        .await;
-        let Ok((r, batch)) = joined else {
-            error!("spool reader panicked; replay stops");
-            return;
+        let (r, batch) = match read_batch(reader).await {
+            Some(x) => x,
+            None => return,
         };
-        reader = Some(r);
+        reader = r;
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
                 error!(error = %e, "cannot read the spool; retrying");
                 sleep_or_cancel(&shutdown, backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
         if batch.is_empty() {
-            let g = inner.order.lock().await;
-            let cursor = inner.cursor.load(Ordering::Acquire);
-            if cursor >= inner.appended.load(Ordering::Acquire) {
-                inner.spooling.store(false, Ordering::Release);
-                inner.up.store(true, Ordering::Release);
-                metrics::gauge!(m::KAFKA_UP).set(1.0);
-                metrics::gauge!(m::SPOOL_DEPTH).set(0.0);
-                info!(cursor, "spool drained; writing to Kafka directly");
-                drop(g);
-                continue;
-            }
-            drop(g);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = inner.log.wait_written() => {}
+            if !inner.leave_spooling_if_drained().await {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = inner.log.wait_written() => {}
+                }
             }
             continue;
         }
+        let (delivered, failed) = inner.deliver(&batch).await;
+        if let Some(last) = delivered.checked_sub(1).and_then(|i| batch.get(i)) {
+            inner.advance_cursor(last.seq + 1, delivered);
+        }
+        if failed {
+            // Re-read from the first record Kafka did not confirm.
+            reader = inner.log.reader(inner.cursor.load(Ordering::Acquire));
+            sleep_or_cancel(&shutdown, backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = MIN_BACKOFF;
+        }
+    }
+}
+
+/// Reads the next spool batch off the runtime; `None` if the reader panicked.
+async fn read_batch(mut r: LogReader) -> Option<(LogReader, Result<Vec<LogRecord>>)> {
+    let joined = tokio::task::spawn_blocking(move || {
+        let batch = r.read(REPLAY_BATCH);
+        (r, batch)
+    })
+    .await;
+    if joined.is_err() {
+        error!("spool reader panicked; replay stops");
+    }
+    joined.ok()
+}
+
+impl Inner {
+    /// Back to direct mode if everything appended has been replayed; decided under the
+    /// lock that orders appends, so no record can slip past the spool.
+    async fn leave_spooling_if_drained(&self) -> bool {
+        let _g = self.order.lock().await;
+        let cursor = self.cursor.load(Ordering::Acquire);
+        if cursor < self.log.end() {
+            return false;
+        }
+        self.spooling.store(false, Ordering::Release);
+        self.up.store(true, Ordering::Release);
+        metrics::gauge!(m::KAFKA_UP).set(1.0);
+        metrics::gauge!(m::SPOOL_DEPTH).set(0.0);
+        info!(cursor, "spool drained; writing to Kafka directly");
+        true
+    }
+
+    /// Sends a batch and awaits its delivery reports. Returns how many records, from the
+    /// first, are done with (delivered, or refused for good), and whether one failed.
+    async fn deliver(&self, batch: &[LogRecord]) -> (usize, bool) {
         let mut deliveries = Vec::with_capacity(batch.len());
-        for rec in &batch {
+        for rec in batch {
             let out = OutRecord {
                 topic: rec.topic,
                 key: rec.key.clone(),
@@ -350,7 +487,7 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
                 value: rec.value.clone(),
                 at_ms: rec.at_ms,
             };
-            match inner.produce(&out).await {
+            match self.produce(&out).await {
                 Ok(d) => deliveries.push(d),
                 Err(e) => {
                     warn!(error = %e, "kafka refused a spooled record");
@@ -360,7 +497,7 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
         }
         let mut delivered = 0usize;
         let mut failed = deliveries.len() < batch.len();
-        for (d, rec) in deliveries.into_iter().zip(&batch) {
+        for (d, rec) in deliveries.into_iter().zip(batch) {
             match d.await {
                 Ok(Ok(_)) if !failed => delivered += 1,
                 Ok(Ok(_)) => {}
@@ -370,7 +507,14 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
                     metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
                     delivered += 1;
                 }
-                _ => {
+                Ok(Err((e, _))) => {
+                    self.note_failure(&e);
+                    if !failed {
+                        metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
+                    }
+                    failed = true;
+                }
+                Err(_) => {
                     if !failed {
                         metrics::counter!(m::KAFKA_DELIVERY_FAILURES).increment(1);
                     }
@@ -378,30 +522,34 @@ async fn replay(inner: Arc<Inner>, shutdown: CancellationToken) {
                 }
             }
         }
-        if delivered > 0 {
-            let next = batch[delivered - 1].seq + 1;
-            inner.cursor.store(next, Ordering::Release);
-            inner.log.set_keep_from(next);
-            if let Err(e) = write_cursor(&inner.cursor_path, next) {
-                warn!(error = %e, "cannot persist the Kafka cursor; a restart would resend records");
-            }
-            metrics::counter!(m::SPOOL_REPLAYED).increment(delivered as u64);
-            let depth = inner.appended.load(Ordering::Acquire).saturating_sub(next);
-            metrics::gauge!(m::SPOOL_DEPTH).set(depth as f64);
-            if !inner.up.swap(true, Ordering::AcqRel) {
-                info!("kafka is reachable again; replaying the spool");
-                metrics::gauge!(m::KAFKA_UP).set(1.0);
-            }
+        (delivered, failed)
+    }
+
+    /// Records that everything below `next` reached Kafka.
+    fn advance_cursor(&self, next: u64, delivered: usize) {
+        self.cursor.store(next, Ordering::Release);
+        self.log.set_keep_from(next);
+        if let Err(e) = write_cursor(&self.cursor_path, next) {
+            warn!(error = %e, "cannot persist the Kafka cursor; a restart would resend records");
         }
-        if failed {
-            // Re-read from the first record Kafka did not confirm.
-            reader = Some(inner.log.reader(inner.cursor.load(Ordering::Acquire)));
-            sleep_or_cancel(&shutdown, backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        } else {
-            backoff = Duration::from_millis(100);
+        metrics::counter!(m::SPOOL_REPLAYED).increment(delivered as u64);
+        let depth = self.log.end().saturating_sub(next);
+        metrics::gauge!(m::SPOOL_DEPTH).set(depth as f64);
+        if !self.up.swap(true, Ordering::AcqRel) {
+            info!("kafka is reachable again; replaying the spool");
+            metrics::gauge!(m::KAFKA_UP).set(1.0);
         }
     }
+}
+
+/// Whether a later attempt may succeed: not when the client cannot be configured, nor when
+/// the record itself or our rights are the problem. A lost producer state is retryable: the
+/// sink replaces the producer.
+pub(crate) fn retryable(e: &KafkaError) -> bool {
+    !matches!(
+        e,
+        KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..)
+    ) && !permanent(e)
 }
 
 /// Errors that no retry can fix (the record itself or our rights are the problem).

@@ -179,29 +179,49 @@ async fn events_are_stored_once_and_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_store_holds_back_acknowledgements() {
+    let slow = |dir: &std::path::Path, interval| {
+        let mut cfg = config(dir);
+        cfg.log.fsync = FsyncPolicy::Interval;
+        cfg.log.fsync_interval = interval;
+        cfg.controller.max_in_flight = 2;
+        cfg
+    };
+    let send_six = |h: &Harness| {
+        let tx = h.to_pipeline.clone();
+        async move {
+            for i in 0..6 {
+                let m = builder::value_change(&format!("b{i}"), "s", true, "Device.X", "1");
+                tx.send(from_agent_v5(AGENT, &m)).await.unwrap();
+            }
+        }
+    };
+
+    // A store that never becomes durable during the test: two Notifies wait for it, the
+    // third waits for room, the rest are not read, and nothing is acknowledged.
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.log.fsync = FsyncPolicy::Interval;
-    cfg.log.fsync_interval = Duration::from_millis(1500);
-    cfg.controller.max_in_flight = 2;
-    let mut h = Harness::start(cfg).await;
-    for i in 0..6 {
-        let m = builder::value_change(&format!("b{i}"), "s", true, "Device.X", "1");
-        h.send(from_agent_v5(AGENT, &m)).await;
-    }
+    let h = Harness::start(slow(dir.path(), Duration::from_secs(3600))).await;
+    let feed = tokio::spawn(send_six(&h));
     let deadline = tokio::time::Instant::now() + WAIT;
     while h.pipeline.stats().records_received < 3 {
         assert!(tokio::time::Instant::now() < deadline);
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The first fsync is due 1.5 s after start: two Notifies wait for it, the third waits
-    // for room, the rest are not read.
+    // A negative check: give the pipeline time to (wrongly) read or acknowledge more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let s = h.pipeline.stats();
     assert_eq!(
         (s.in_flight, s.records_received, s.notify_resps),
         (2, 3, 0),
         "{s:?}"
     );
+    feed.abort();
+    h.stop().await;
+
+    // A store that becomes durable now and then: every Notify is acknowledged, and never
+    // more than two wait at once.
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::start(slow(dir.path(), Duration::from_millis(50))).await;
+    send_six(&h).await;
     for _ in 0..6 {
         notify_resp_id(&h.next_published().await.decode().1);
         assert!(h.pipeline.stats().in_flight <= 2);

@@ -1,5 +1,6 @@
 //! The request API against a small fake agent: Get/Set/Operate round trips, typed timeouts,
-//! and OperationComplete finishing the right pending Operate.
+//! OperationComplete finishing the right pending Operate, and concurrent Operates that share
+//! a command_key.
 
 use std::time::Duration;
 
@@ -143,7 +144,8 @@ fn ping(host: &str, key: &str) -> Command {
 async fn get_set_operate_round_trips_and_timeouts() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.controller.request_timeout = Duration::from_millis(300);
+    // Long enough for any answer on a loaded machine; the silent agent's request runs it out.
+    cfg.controller.request_timeout = Duration::from_secs(3);
     let h = Harness::start(cfg).await;
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let Harness {
@@ -174,7 +176,7 @@ async fn get_set_operate_round_trips_and_timeouts() {
             ["SoftwareVersion"],
         "2.4.1"
     );
-    let p = seen.recv().await.unwrap();
+    let p = within(seen.recv()).await.unwrap();
     assert_eq!(p.topic, agent_topic(AGENT));
     assert_eq!(p.content_type.as_deref(), Some("usp.msg"));
     assert_eq!(p.response_topic.as_deref(), Some(CONTROLLER_TOPIC));
@@ -186,7 +188,7 @@ async fn get_set_operate_round_trips_and_timeouts() {
         .await
         .expect("get v3.1.1");
     assert!(r.ok);
-    let p = seen.recv().await.unwrap();
+    let p = within(seen.recv()).await.unwrap();
     assert_eq!(
         p.topic,
         uspwatch_proto::mqtt::with_reply_to(&agent_topic(AGENT_V311), CONTROLLER_TOPIC)
@@ -283,6 +285,155 @@ async fn get_set_operate_round_trips_and_timeouts() {
     .await;
     assert_eq!(outcomes.len(), 8, "{outcomes:?}");
     assert!(outcomes.contains(&serde_json::json!("timeout")));
+    shutdown.cancel();
+    pipeline.join().await;
+    agent.abort();
+}
+
+/// Answers every async Operate at once with an OperateResp and then its OperationComplete,
+/// echoing the request's command_key and `Host` argument.
+async fn prompt_agent(
+    mut published: mpsc::UnboundedReceiver<Published>,
+    to_pipeline: mpsc::Sender<InboundRecord>,
+) {
+    use usp::operate_resp::{OperationResult, operation_result::OperationResp};
+    let mut n = 0;
+    while let Some(p) = published.recv().await {
+        let (rec, msg) = p.decode();
+        let Some(body::MsgBody::Request(r)) = msg.body.as_ref().and_then(|b| b.msg_body.as_ref())
+        else {
+            continue;
+        };
+        let Some(request::ReqType::Operate(o)) = &r.req_type else {
+            continue;
+        };
+        n += 1;
+        let id = msg.header.as_ref().unwrap().msg_id.clone();
+        let resp = builder::response(
+            &id,
+            response::RespType::OperateResp(usp::OperateResp {
+                operation_results: vec![OperationResult {
+                    executed_command: o.command.clone(),
+                    operation_resp: Some(OperationResp::ReqObjPath(format!(
+                        "Device.LocalAgent.Request.{n}."
+                    ))),
+                }],
+            }),
+        );
+        let oc = builder::operation_complete(
+            &format!("oc-{n}"),
+            "sub-oc",
+            true,
+            "Device.IP.Diagnostics.",
+            "IPPing()",
+            &o.command_key,
+            Ok(args(&[
+                ("Status", "Complete"),
+                ("Host", &o.input_args["Host"]),
+            ])),
+        );
+        for m in [resp, oc] {
+            if to_pipeline
+                .send(from_agent_v5(&rec.to_id, &m))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// `f`'s output, or a panic after `WAIT`.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .expect("requests end in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_operates_with_one_command_key_get_one_waiter_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.controller.request_timeout = Duration::from_secs(10);
+    cfg.controller.operate_complete_timeout = Duration::from_secs(10);
+    let Harness {
+        pipeline,
+        to_pipeline,
+        published,
+        shutdown,
+    } = Harness::start(cfg).await;
+    let agent = tokio::spawn(prompt_agent(published, to_pipeline.clone()));
+    let c = pipeline.controller();
+
+    // Both in flight at once with the same key: the completions could not be told apart, so
+    // the second is refused instead of taking over the first one's waiter.
+    let (ping_a, ping_b) = (ping("a.example", "dup"), ping("b.example", "dup"));
+    let (a, b) = within(async {
+        tokio::join!(
+            c.request(AGENT, &ping_a, "test"),
+            c.request(AGENT, &ping_b, "test"),
+        )
+    })
+    .await;
+    let (done, host, refused) = match (a, b) {
+        (Ok(r), Err(e)) => (r, "a.example", e),
+        (Err(e), Ok(r)) => (r, "b.example", e),
+        other => panic!("expected one completion and one refusal, got {other:?}"),
+    };
+    assert!(done.ok);
+    assert_eq!(
+        done.operation_complete.expect("completed").args["Host"],
+        host
+    );
+    match refused {
+        Error::DuplicateRequest {
+            endpoint_id,
+            command_key,
+        } => assert_eq!((endpoint_id.as_str(), command_key.as_str()), (AGENT, "dup")),
+        other => panic!("expected DuplicateRequest, got {other:?}"),
+    }
+    assert!(
+        Error::DuplicateRequest {
+            endpoint_id: AGENT.into(),
+            command_key: "dup".into()
+        }
+        .is_retryable()
+    );
+
+    // Once the first finished, the key is free again; the same key on another device never
+    // conflicted.
+    let other = "os::00256D-req3";
+    let (ping_c, ping_d) = (ping("c.example", "dup"), ping("d.example", "dup"));
+    let (again, elsewhere) = within(async {
+        tokio::join!(
+            c.request(AGENT, &ping_c, "test"),
+            c.request(other, &ping_d, "test"),
+        )
+    })
+    .await;
+    for (r, host) in [(again, "c.example"), (elsewhere, "d.example")] {
+        let r = r.expect("operate");
+        assert_eq!(r.operation_complete.expect("completed").args["Host"], host);
+    }
+
+    // Many Operates in flight at once, each finished by its own OperationComplete.
+    let hosts: Vec<String> = (0..20).map(|i| format!("h{i}.example")).collect();
+    let results = within(futures::future::join_all(hosts.iter().enumerate().map(
+        |(i, h)| {
+            let cmd = ping(h, &format!("k{i}"));
+            let c = c.clone();
+            async move { c.request(AGENT, &cmd, "test").await }
+        },
+    )))
+    .await;
+    for (r, host) in results.into_iter().zip(&hosts) {
+        let r = r.expect("operate");
+        assert_eq!(
+            r.operation_complete.expect("completed").args["Host"],
+            host.as_str()
+        );
+    }
     shutdown.cancel();
     pipeline.join().await;
     agent.abort();

@@ -51,7 +51,7 @@ impl Mtp for FakeMtp {
         payload: Bytes,
         response_topic: Option<&str>,
         content_type: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> uspwatch_pipeline::Result<()> {
         self.tx
             .send(Published {
                 topic: topic.to_string(),
@@ -59,7 +59,7 @@ impl Mtp for FakeMtp {
                 response_topic: response_topic.map(str::to_string),
                 content_type: content_type.map(str::to_string),
             })
-            .map_err(|_| "test side closed".to_string())
+            .map_err(|_| uspwatch_pipeline::Error::Closed)
     }
 }
 
