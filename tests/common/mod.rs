@@ -6,3 +6,4 @@
 
 pub mod dashboards;
 pub mod gw;
+pub mod wait;
