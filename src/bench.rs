@@ -8,6 +8,7 @@ mod baseline;
 mod client;
 mod hist;
 mod proc;
+mod progress;
 mod report;
 mod scenarios;
 mod worker;
