@@ -88,6 +88,7 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", api)
+        .merge(crate::web::routes())
         .with_state(state)
 }
 
