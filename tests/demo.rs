@@ -23,7 +23,7 @@ fn demo_detects_remediates_and_verifies() {
             "--duration",
             "60s",
             "--agents",
-            "100",
+            "40",
             "--mqtt-port",
             "0",
             "--http-port",
@@ -69,7 +69,7 @@ fn demo_detects_remediates_and_verifies() {
     ] {
         assert!(s.get(key).is_some_and(|v| v.is_u64()), "{key} missing: {s}");
     }
-    assert_eq!(s["agents_connected"], 100, "{s}");
+    assert_eq!(s["agents_connected"], 40, "{s}");
     assert!(s["alerts_fired"].as_u64() > Some(0), "{s}");
     assert!(s["actions_verified"].as_u64() > Some(0), "{s}");
     assert_eq!(s["rejected"], 0, "{s}");
@@ -137,7 +137,7 @@ fn demo_detects_remediates_and_verifies() {
     let log_lines = stderr.lines().count();
     assert!(
         log_lines < 40,
-        "{log_lines} log lines for 100 agents:\n{stderr}"
+        "{log_lines} log lines for 40 agents:\n{stderr}"
     );
 }
 
