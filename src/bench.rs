@@ -9,6 +9,7 @@ mod client;
 mod hist;
 mod memory;
 mod proc;
+mod progress;
 mod report;
 mod scenarios;
 mod worker;

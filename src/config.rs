@@ -74,9 +74,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Human,
-            // rumqttd logs routine disconnect races at ERROR; the broker crate reports
-            // connection events itself.
-            filter: "info,rumqttd=off".into(),
+            // The embedded router's own logs are tuned in `telemetry` unless a filter names
+            // rumqttd.
+            filter: "info".into(),
         }
     }
 }

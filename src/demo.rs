@@ -1,20 +1,28 @@
 //! `uspwatch demo` (the gateway plus a simulated fleet, with a live console) and
 //! `uspwatch simulate` (a fleet against any broker).
+//!
+//! On a terminal the demo is a full-screen view (`demo/console.rs`) and logs go to a file;
+//! otherwise it prints one line per step of the story (alert fired, action sent, verified,
+//! resolved), never one per connection.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use uspwatch_broker::ListenerKind;
-use uspwatch_rules::{AlertState, Output, VerifyOutcome};
 use uspwatch_sim::{FaultSpec, Fleet, FleetConfig, MqttMode};
+
+mod console;
+mod story;
+
+use story::{Snapshot, Story};
 
 use uspwatch::config::AppConfig;
 use uspwatch::gateway::Gateway;
@@ -59,6 +67,9 @@ pub struct DemoArgs {
     /// Optional configuration file layered under the demo's own settings.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// One line per step of the story even on a terminal, instead of the full-screen view.
+    #[arg(long)]
+    plain: bool,
 }
 
 /// Arguments of `uspwatch simulate`.
@@ -138,9 +149,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let mut cfg = uspwatch::config::load(args.config.as_deref())?;
-    uspwatch::telemetry::init_logging(&cfg.log);
-    let metrics = uspwatch::telemetry::metrics();
+    let tty = std::io::stdout().is_terminal() && !args.plain;
     let tmp;
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -149,72 +158,226 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    demo_config(&mut cfg, &args, &data_dir);
-    if args.time_scale > 1 && cfg.rules.default_pack {
-        let rules_dir = data_dir.join("rules");
-        std::fs::create_dir_all(&rules_dir)?;
-        uspwatch::timescale::write_scaled_pack(&rules_dir, args.time_scale)?;
-        cfg.rules.default_pack = false;
-        cfg.rules.dirs.push(rules_dir);
-    }
+    // The full-screen view owns the terminal, so logs go to a file that outlives the run.
+    let log_file = match &args.data_dir {
+        Some(d) => d.join("uspwatch-demo.log"),
+        None => std::env::temp_dir().join(format!("uspwatch-demo-{}.log", std::process::id())),
+    };
+    let cfg = demo_config(&args, &data_dir, tty.then_some(log_file.as_path()))?;
+    let metrics = uspwatch::telemetry::metrics();
     let shutdown = CancellationToken::new();
     let gw = Arc::new(Gateway::start(cfg, shutdown.clone()).await?);
     let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone()).await?;
     let v5 = listener(&gw, ListenerKind::V5).context("no MQTT 5 listener")?;
     let v311 = listener(&gw, ListenerKind::V4);
-    println!(
-        "uspwatch demo: MQTT 5 on {v5}{}, HTTP on http://{http}/ (API under /api/v1, metrics at /metrics)",
-        v311.map(|a| format!(", MQTT 3.1.1 on {a}"))
+    let endpoints = format!(
+        "MQTT 5 {v5}{} · web console and API http://{http}/",
+        v311.map(|a| format!(" · MQTT 3.1.1 {a}"))
             .unwrap_or_default()
     );
-    println!("{} simulated agents, faults: {}", args.agents, args.faults);
+    if !tty {
+        println!("uspwatch demo: {endpoints} (API under /api/v1, metrics at /metrics)");
+        println!("{} simulated agents, faults: {}", args.agents, args.faults);
+    }
 
-    let fleet = Fleet::start(
-        FleetConfig {
-            broker: v5.to_string(),
-            broker_v311: v311.map(|a| a.to_string()),
-            agents: args.agents,
-            mqtt: args.mqtt,
-            faults: parse_faults(&args.faults)?,
-            seed: args.seed,
-            controller_eid: gw.config.pipeline.controller.endpoint_id.clone(),
-            periodic_interval: Duration::from_secs(5),
-            sample_interval: Duration::from_secs(2),
-            notify_retry_min_wait: Duration::from_secs(2),
-            ..FleetConfig::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
-
-    let tally = Tally::spawn(&gw.rules, shutdown.clone());
-    let console = Console::new();
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let interrupted = loop {
-        tokio::select! {
-            _ = crate::run::wait_for_signal() => break true,
-            _ = tick.tick() => {
-                let summary = summary(&gw, &fleet, &tally);
-                console.show(started.elapsed(), &summary);
-                if started.elapsed() >= args.duration {
-                    break false;
-                }
-            }
-        }
+    let story = Arc::new(Mutex::new(Story::new(started)));
+    feed_story(&gw, &story, shutdown.clone());
+    // Provisioning a large fleet takes a while (agents connect at a bounded rate): the
+    // console shows the progress meanwhile.
+    let fleet_cfg = FleetConfig {
+        broker: v5.to_string(),
+        broker_v311: v311.map(|a| a.to_string()),
+        agents: args.agents,
+        mqtt: args.mqtt,
+        faults: parse_faults(&args.faults)?,
+        seed: args.seed,
+        controller_eid: gw.config.pipeline.controller.endpoint_id.clone(),
+        periodic_interval: Duration::from_secs(5),
+        sample_interval: Duration::from_secs(2),
+        notify_retry_min_wait: Duration::from_secs(2),
+        ..FleetConfig::default()
     };
-    let summary = summary(&gw, &fleet, &tally);
-    console.finish();
-    fleet.stop().await;
+    let mut fleet_start = tokio::spawn(Fleet::start(fleet_cfg, shutdown.clone()));
+    let mut fleet: Option<Fleet> = None;
+    let view = View {
+        gw: &gw,
+        story: &story,
+        started,
+        args: &args,
+        endpoints: &endpoints,
+        log_file: &log_file,
+    };
+    let outcome = if tty {
+        view.run_screen(&mut fleet_start, &mut fleet).await
+    } else {
+        view.run_lines(&mut fleet_start, &mut fleet).await
+    };
+    if fleet.is_none() {
+        fleet_start.abort();
+    }
+    let summary = summary(&gw, fleet.as_ref(), &story.lock());
+    if let Some(f) = fleet {
+        f.stop().await;
+    }
     shutdown.cancel();
-    if interrupted {
+    if let Ended::Interrupted = outcome? {
         eprintln!("interrupted");
+    }
+    if tty {
+        println!("logs: {}", log_file.display());
     }
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
 
-fn demo_config(cfg: &mut AppConfig, args: &DemoArgs, data_dir: &std::path::Path) {
+/// Feeds the story from the rule engine's outputs and the broker's quarantine stream.
+fn feed_story(gw: &Gateway, story: &Arc<Mutex<Story>>, shutdown: CancellationToken) {
+    let s = story.clone();
+    uspwatch::gateway::spawn_forward(gw.rules.subscribe(), shutdown.clone(), move |out| {
+        s.lock().on_output(&out)
+    });
+    let s = story.clone();
+    uspwatch::gateway::spawn_forward(gw.broker.quarantine(), shutdown, move |q| {
+        s.lock().on_quarantine(&q.reason)
+    });
+}
+
+enum Ended {
+    Elapsed,
+    Interrupted,
+}
+
+type FleetStart = tokio::task::JoinHandle<uspwatch_sim::Result<Fleet>>;
+
+/// What the running demo shows, on a terminal or as lines.
+struct View<'a> {
+    gw: &'a Gateway,
+    story: &'a Mutex<Story>,
+    started: Instant,
+    args: &'a DemoArgs,
+    endpoints: &'a str,
+    log_file: &'a std::path::Path,
+}
+
+impl View<'_> {
+    /// Takes the started fleet once `Fleet::start` has returned; a failed start ends the demo.
+    async fn poll_fleet(
+        &self,
+        start: &mut FleetStart,
+        fleet: &mut Option<Fleet>,
+    ) -> anyhow::Result<()> {
+        if fleet.is_none() && start.is_finished() {
+            *fleet = Some(start.await.context("fleet task")??);
+        }
+        Ok(())
+    }
+
+    async fn run_screen(
+        &self,
+        start: &mut FleetStart,
+        fleet: &mut Option<Fleet>,
+    ) -> anyhow::Result<Ended> {
+        let mut screen = console::Screen::open().context("opening the terminal")?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = crate::run::wait_for_signal() => return Ok(Ended::Interrupted),
+                _ = tick.tick() => {}
+            }
+            self.poll_fleet(start, fleet).await?;
+            let snap = Snapshot::take(self.gw);
+            {
+                let mut story = self.story.lock();
+                story.sample_events(snap.events_total);
+                let header = console::Header {
+                    elapsed: self.started.elapsed(),
+                    duration: self.args.duration,
+                    endpoints: self.endpoints,
+                    log_file: self.log_file,
+                    agents: self.args.agents,
+                };
+                screen.draw(&header, &snap, &story)?;
+                story.take_lines();
+            }
+            if self.started.elapsed() >= self.args.duration {
+                return Ok(Ended::Elapsed);
+            }
+        }
+    }
+
+    async fn run_lines(
+        &self,
+        start: &mut FleetStart,
+        fleet: &mut Option<Fleet>,
+    ) -> anyhow::Result<Ended> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut announced_fleet = false;
+        let mut out = std::io::stdout();
+        loop {
+            tokio::select! {
+                _ = crate::run::wait_for_signal() => return Ok(Ended::Interrupted),
+                _ = tick.tick() => {}
+            }
+            self.poll_fleet(start, fleet).await?;
+            let snap = Snapshot::take(self.gw);
+            let secs = self.started.elapsed().as_secs();
+            let mut story = self.story.lock();
+            story.sample_events(snap.events_total);
+            let connected = snap.broker_connections as usize;
+            if !announced_fleet && connected >= self.args.agents {
+                announced_fleet = true;
+                story.line(format!("fleet connected   {connected} agents"));
+            } else if !announced_fleet && secs > 0 && secs.is_multiple_of(5) {
+                story.line(format!(
+                    "fleet connecting  {connected}/{} agents",
+                    self.args.agents
+                ));
+            }
+            if secs > 0 && secs.is_multiple_of(STATUS_EVERY_S) {
+                let t = snap.totals();
+                let (rate, verified) = (story.rate(), story.actions_verified);
+                story.line(format!(
+                    "status            {} online, {} stale, {} offline; {} events ({}/s); {} firing, {} pending; {} actions verified fixed; {} records quarantined",
+                    t.online,
+                    t.stale,
+                    t.offline,
+                    snap.events_total,
+                    rate,
+                    snap.firing.len(),
+                    snap.pending,
+                    verified,
+                    snap.records_rejected
+                ));
+            }
+            for l in story.take_lines() {
+                let _ = writeln!(out, "{l}");
+            }
+            let _ = out.flush();
+            drop(story);
+            if self.started.elapsed() >= self.args.duration {
+                return Ok(Ended::Elapsed);
+            }
+        }
+    }
+}
+
+/// Off a terminal, a status line this often (seconds), between the story lines.
+const STATUS_EVERY_S: u64 = 30;
+
+/// The demo's configuration (over `--config`, if given), with logging installed: to
+/// `log_file` when the full-screen view owns the terminal.
+fn demo_config(
+    args: &DemoArgs,
+    data_dir: &std::path::Path,
+    log_file: Option<&std::path::Path>,
+) -> anyhow::Result<AppConfig> {
+    let mut cfg = uspwatch::config::load(args.config.as_deref())?;
+    match log_file {
+        Some(f) => uspwatch::telemetry::init_logging_to_file(&cfg.log, f)
+            .with_context(|| format!("opening the log file {}", f.display()))?,
+        None => uspwatch::telemetry::init_logging(&cfg.log),
+    }
     let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
     cfg.broker.listeners.v5 = Some(local(args.mqtt_port));
     cfg.broker.listeners.v311 = Some(local(if args.mqtt_port == 0 {
@@ -226,6 +389,14 @@ fn demo_config(cfg: &mut AppConfig, args: &DemoArgs, data_dir: &std::path::Path)
     cfg.broker.allow_anonymous = true;
     cfg.pipeline.log.dir = data_dir.join("events");
     cfg.http.listen = local(args.http_port);
+    if args.time_scale > 1 && cfg.rules.default_pack {
+        let rules_dir = data_dir.join("rules");
+        std::fs::create_dir_all(&rules_dir)?;
+        uspwatch::timescale::write_scaled_pack(&rules_dir, args.time_scale)?;
+        cfg.rules.default_pack = false;
+        cfg.rules.dirs.push(rules_dir);
+    }
+    Ok(cfg)
 }
 
 fn listener(gw: &Gateway, kind: ListenerKind) -> Option<SocketAddr> {
@@ -236,122 +407,22 @@ fn listener(gw: &Gateway, kind: ListenerKind) -> Option<SocketAddr> {
         .map(|(_, a)| a)
 }
 
-/// Counts of rule outputs since the demo started (the engine's own stats are gauges of the
-/// current state; the summary wants totals).
-#[derive(Default)]
-struct Tally {
-    alerts_fired: AtomicU64,
-    alerts_resolved: AtomicU64,
-    actions_verified: AtomicU64,
-}
-
-impl Tally {
-    fn spawn(rules: &uspwatch_rules::Engine, shutdown: CancellationToken) -> Arc<Tally> {
-        let tally = Arc::new(Tally::default());
-        let t = tally.clone();
-        uspwatch::gateway::spawn_forward(rules.subscribe(), shutdown, move |out| match out {
-            Output::Alert(c) => {
-                let counter = match c.alert.state {
-                    AlertState::Firing if c.previous != Some(AlertState::Firing) => &t.alerts_fired,
-                    AlertState::Resolved if c.previous != Some(AlertState::Resolved) => {
-                        &t.alerts_resolved
-                    }
-                    _ => return,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-            Output::Action(a) => {
-                if a.verify == Some(VerifyOutcome::Fixed) {
-                    t.actions_verified.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        tally
-    }
-}
-
-fn summary(gw: &Gateway, fleet: &Fleet, tally: &Tally) -> serde_json::Value {
+fn summary(gw: &Gateway, fleet: Option<&Fleet>, story: &Story) -> serde_json::Value {
     let b = gw.broker.stats();
     let p = gw.pipeline.stats();
     let r = gw.rules.stats();
-    let f = fleet.stats();
     json!({
-        "agents_connected": f.connected,
+        "agents_connected": fleet.map_or(0, |f| f.stats().connected),
         "agents_online": b.connections,
         "events": p.events_written,
         "duplicates": p.duplicates,
         "alerts_pending": r.alerts_pending,
         "alerts_firing": r.alerts_firing,
-        "alerts_fired": tally.alerts_fired.load(Ordering::Relaxed),
-        "alerts_resolved": tally.alerts_resolved.load(Ordering::Relaxed),
+        "alerts_fired": story.alerts_fired,
+        "alerts_resolved": story.alerts_resolved,
         "actions_sent": r.actions_sent,
-        "actions_verified": tally.actions_verified.load(Ordering::Relaxed),
+        "actions_verified": story.actions_verified,
         "actions_suppressed": r.actions_suppressed,
         "rejected": b.records_rejected,
     })
-}
-
-/// The live view: redrawn in place on a terminal, periodic log lines otherwise.
-struct Console {
-    tty: bool,
-    drawn: std::sync::atomic::AtomicBool,
-}
-
-impl Console {
-    fn new() -> Self {
-        Console {
-            tty: std::io::stdout().is_terminal(),
-            drawn: false.into(),
-        }
-    }
-
-    fn show(&self, elapsed: Duration, s: &serde_json::Value) {
-        let secs = elapsed.as_secs();
-        let g = |k: &str| s.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        let lines = [
-            format!("uspwatch demo  t+{secs:>4}s"),
-            format!("  agents online   {:>8}", g("agents_online")),
-            format!("  events          {:>8}", g("events")),
-            format!(
-                "  alerts          pending {:>4}  firing {:>4}  fired {:>4}  resolved {:>4}",
-                g("alerts_pending"),
-                g("alerts_firing"),
-                g("alerts_fired"),
-                g("alerts_resolved")
-            ),
-            format!(
-                "  actions         sent {:>4}  verified {:>4}  suppressed {:>4}",
-                g("actions_sent"),
-                g("actions_verified"),
-                g("actions_suppressed")
-            ),
-            format!("  records rejected {:>7}", g("rejected")),
-        ];
-        let mut out = std::io::stdout().lock();
-        if self.tty {
-            if self.drawn.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                let _ = write!(out, "\x1b[{}A", lines.len());
-            }
-            for l in &lines {
-                let _ = writeln!(out, "\x1b[2K{l}");
-            }
-        } else if secs.is_multiple_of(10) {
-            let _ = writeln!(
-                out,
-                "{}",
-                lines[1..]
-                    .iter()
-                    .map(|l| l.trim())
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-        }
-        let _ = out.flush();
-    }
-
-    fn finish(&self) {
-        if self.tty {
-            println!();
-        }
-    }
 }

@@ -165,6 +165,11 @@ impl Gateway {
             .context("starting the command-request consumer")?;
         }
 
+        crate::telemetry::spawn_connection_summary(
+            &broker,
+            crate::telemetry::CONNECTION_SUMMARY_EVERY,
+            shutdown.clone(),
+        );
         for (kind, addr) in broker.local_addrs() {
             info!(listener = ?kind, %addr, "MQTT listener ready");
         }

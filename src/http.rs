@@ -95,7 +95,8 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .nest("/api/v1", api);
+        .nest("/api/v1", api)
+        .merge(crate::web::routes());
     match collector {
         Some(c) => app.merge(c),
         None => app,

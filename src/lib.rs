@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod http;
 pub mod telemetry;
 pub mod timescale;
+pub mod web;
 
 pub use config::AppConfig;
 pub use gateway::Gateway;

@@ -14,8 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use uspwatch::{AppConfig, Gateway};
 use uspwatch_broker::ListenerKind;
-use uspwatch_rules::{AlertState, Output, VerifyOutcome};
-use uspwatch_sim::{FaultSpec, Fleet, FleetConfig, MqttMode, Scenario};
+use uspwatch_proto::Command;
+use uspwatch_rules::{ActionRecord, ActionStatus, AlertState, Output, VerifyOutcome};
+use uspwatch_sim::{AgentStatus, FaultSpec, Fleet, FleetConfig, MqttMode, Scenario};
+
+mod common;
+use common::wait::{eventually_sync, holds_for, listener};
 
 const AGENTS: usize = 50;
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -63,13 +67,7 @@ async fn start(kafka: Option<String>) -> System {
             sink.lock().push(o);
         }
     });
-    let addr = |kind| {
-        gw.broker
-            .local_addrs()
-            .into_iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, a)| a.to_string())
-    };
+    let addr = |kind| listener(&gw, kind).map(|a| a.to_string());
     let fleet = Fleet::start(
         FleetConfig {
             broker: addr(ListenerKind::V5).expect("v5 listener"),
@@ -182,6 +180,15 @@ fn unmet(sys: &System) -> Vec<String> {
             if !received {
                 missing.push(format!("{eid} ({scenario:?}) has not received {command}"));
             }
+            // The simulator clears a fault only when the command really fixes it (a Set to
+            // a different channel, a reboot), so this checks the command's values.
+            let cleared = sys
+                .fleet
+                .agent(&eid)
+                .is_some_and(|a| a.fault_cleared(scenario));
+            if fixable && !cleared {
+                missing.push(format!("{eid} ({scenario:?}) not cleared by the command"));
+            }
             if fixable && !s.verified.contains(&VerifyOutcome::Fixed) {
                 missing.push(format!("{rule} not verified fixed for {eid}"));
             }
@@ -194,31 +201,25 @@ fn unmet(sys: &System) -> Vec<String> {
 }
 
 async fn run_scenarios(sys: &System) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let missing = unmet(sys);
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "after {DEADLINE:?}: {missing:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // The commands reached the faulty agents (checked while waiting), and only them.
+    eventually_sync(
+        "every fault detected, commanded and, when fixable, fixed",
+        DEADLINE,
+        || {
+            let missing = unmet(sys);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(missing)
+            }
+        },
+    )
+    .await;
     let agents = sys.fleet.agents();
-    for (scenario, _, command, _) in EXPECTATIONS {
-        let faulty: BTreeSet<String> = sys.fleet.faulty(scenario).into_iter().collect();
-        assert!(!faulty.is_empty(), "{scenario:?} assigned to nobody");
-        for a in agents.iter().filter(|a| !faulty.contains(&a.eid)) {
-            let got = a.commands.iter().any(|c| c.path.starts_with(command));
-            assert!(
-                !got || !a.faults.is_empty(),
-                "{} has no fault but received {command}",
-                a.eid
-            );
-        }
+    for (scenario, ..) in EXPECTATIONS {
+        assert!(
+            !sys.fleet.faulty(scenario).is_empty(),
+            "{scenario:?} assigned to nobody"
+        );
     }
     // Both MQTT versions were among the faulty agents, and behaved the same (checked above).
     let versions: BTreeSet<String> = EXPECTATIONS
@@ -232,15 +233,142 @@ async fn run_scenarios(sys: &System) {
         2,
         "faulty agents all spoke one MQTT version: {versions:?}"
     );
-    let healthy: Vec<_> = agents
+    // What went wrong must not go wrong a little later either: the checks hold for a few
+    // more rule evaluation rounds.
+    holds_for(
+        "alerts and commands only where there is a fault",
+        Duration::from_secs(5),
+        || {
+            let outputs = sys.outputs.lock().clone();
+            let agents = sys.fleet.agents();
+            let mut wrong = alerts_on_healthy_agents(&outputs, &agents);
+            wrong.extend(misdirected_commands(&outputs, &agents));
+            if wrong.is_empty() { Ok(()) } else { Err(wrong) }
+        },
+    )
+    .await;
+}
+
+/// Firing alerts on agents that have no fault at all: every one is a false alarm.
+fn alerts_on_healthy_agents(outputs: &[Output], agents: &[AgentStatus]) -> Vec<String> {
+    let healthy: BTreeSet<&str> = agents
         .iter()
-        .filter(|a| a.faults.is_empty() && a.commands.iter().any(|c| c.kind != "get"))
-        .map(|a| (&a.eid, &a.commands))
+        .filter(|a| a.faults.is_empty())
+        .map(|a| a.eid.as_str())
         .collect();
-    assert!(
-        healthy.is_empty(),
-        "healthy agents were commanded: {healthy:?}"
-    );
+    assert!(!healthy.is_empty(), "no healthy agent to compare with");
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(c) if c.alert.state == AlertState::Firing => {
+                let eid = c.alert.labels.get("endpoint_id")?;
+                healthy
+                    .contains(eid.as_str())
+                    .then(|| format!("{} fired for healthy {eid}", c.alert.rule))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What an agent records when it receives `command`: (kind, path, value or command key).
+fn as_received(command: &Command) -> Vec<(String, String, String)> {
+    match command {
+        Command::Set { objects, .. } => objects
+            .iter()
+            .flat_map(|o| {
+                o.params
+                    .iter()
+                    .map(|(p, v)| ("set".into(), format!("{}{p}", o.obj_path), v.clone()))
+            })
+            .collect(),
+        Command::Operate {
+            command,
+            command_key,
+            ..
+        } => vec![("operate".into(), command.clone(), command_key.clone())],
+        other => panic!("the rule pack sent an unexpected command: {other:?}"),
+    }
+}
+
+/// Every remediation command an agent received must be one a rule sent to that very agent,
+/// with the same values, from the rule that matches one of the agent's own faults; and every
+/// command a rule sent must have reached its agent. A wrong channel, a reboot meant for a
+/// silent device reaching a rebooting one, or a command on a healthy agent all fail here.
+fn misdirected_commands(outputs: &[Output], agents: &[AgentStatus]) -> Vec<String> {
+    let sent: Vec<&ActionRecord> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Action(a) if a.status == ActionStatus::Sent => Some(a),
+            _ => None,
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for agent in agents {
+        let own_rules: BTreeSet<&str> = agent
+            .faults
+            .iter()
+            .filter_map(|f| {
+                EXPECTATIONS
+                    .iter()
+                    .find(|(s, ..)| *s == f.scenario)
+                    .map(|(_, rule, ..)| *rule)
+            })
+            .collect();
+        let meant: Vec<(&ActionRecord, (String, String, String))> = sent
+            .iter()
+            .filter(|a| a.endpoint_id == agent.eid)
+            .flat_map(|a| as_received(&a.command).into_iter().map(move |r| (*a, r)))
+            .collect();
+        for (action, _) in &meant {
+            if !own_rules.contains(action.rule.as_str()) {
+                wrong.push(format!(
+                    "{} sent {} to {} whose faults are {:?}",
+                    action.rule,
+                    action.action_id,
+                    agent.eid,
+                    agent.faults.iter().map(|f| f.scenario).collect::<Vec<_>>()
+                ));
+            }
+        }
+        for c in agent.commands.iter().filter(|c| c.kind != "get") {
+            let got = (c.kind.clone(), c.path.clone(), c.detail.clone());
+            if !meant.iter().any(|(_, r)| *r == got) {
+                wrong.push(format!(
+                    "{} received {got:?}, which no rule sent it",
+                    agent.eid
+                ));
+            }
+        }
+    }
+    // An action that succeeded was answered by its agent, so the agent must have recorded it.
+    let succeeded: BTreeSet<&str> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Action(a) if a.status == ActionStatus::Succeeded => Some(a.action_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    for a in sent
+        .iter()
+        .filter(|a| succeeded.contains(a.action_id.as_str()))
+    {
+        let reached = agents.iter().any(|ag| {
+            ag.eid == a.endpoint_id
+                && as_received(&a.command).iter().all(|r| {
+                    ag.commands
+                        .iter()
+                        .any(|c| (c.kind.clone(), c.path.clone(), c.detail.clone()) == *r)
+                })
+        });
+        if !reached {
+            wrong.push(format!(
+                "{} for {} never arrived",
+                a.action_id, a.endpoint_id
+            ));
+        }
+    }
+    wrong
 }
 
 /// Takes every Notify with send_resp=true sent so far and waits until each has been
@@ -252,8 +380,7 @@ async fn acknowledged_notifies(fleet: &Fleet) -> Vec<String> {
         .iter()
         .flat_map(|a| a.notifies.iter().map(|n| id(&a.eid, &n.msg_id)))
         .collect();
-    let started = tokio::time::Instant::now();
-    loop {
+    eventually_sync("every Notify acknowledged", Duration::from_secs(60), || {
         let acked: BTreeSet<String> = fleet
             .agents()
             .iter()
@@ -266,14 +393,13 @@ async fn acknowledged_notifies(fleet: &Fleet) -> Vec<String> {
             .collect();
         let pending: Vec<&String> = sent.iter().filter(|s| !acked.contains(*s)).collect();
         if pending.is_empty() {
-            return sent;
+            Ok(())
+        } else {
+            Err(pending.into_iter().cloned().collect::<Vec<_>>())
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never acknowledged: {pending:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    sent
 }
 
 fn assert_exactly_once(sent: &[String], stored: &[String]) {
@@ -348,8 +474,14 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
+    // Read until the topic has been quiet for a while, within an overall bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut idle = std::time::Instant::now();
     while idle.elapsed() < Duration::from_secs(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} never went quiet"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 out.push(m.payload().unwrap_or_default().to_vec());

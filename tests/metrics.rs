@@ -99,13 +99,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_scrapes_the_gateway() {
     let bin = "/usr/bin/prometheus";
@@ -125,7 +118,7 @@ async fn real_prometheus_scrapes_the_gateway() {
         ),
     )
     .expect("config");
-    let port = free_port();
+    let port = common::wait::free_port();
     let child = Command::new(bin)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(

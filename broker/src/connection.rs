@@ -23,7 +23,7 @@ use rumqttd::protocol::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use uspwatch_proto::{PresenceEvent, PresenceState, rfc3339_millis};
 
 use crate::acl::Identity;
@@ -144,7 +144,7 @@ pub(crate) async fn serve<S>(
     if tls {
         Counters::inc(&c.conn_tls);
     }
-    info!(endpoint_id = %est.identity.eid, client_id = %est.client_id, mqtt_version = version, %remote, "client connected");
+    debug!(endpoint_id = %est.identity.eid, client_id = %est.client_id, mqtt_version = version, %remote, "client connected");
     let presence = |state, reason: &str, client_id: &str, eid: &str| {
         let at_ms = now_ms();
         let _ = shared.presence.send(PresenceEvent {
@@ -200,7 +200,7 @@ pub(crate) async fn serve<S>(
         Counters::dec(&c.conn_tls);
     }
     ::metrics::counter!(metrics::DISCONNECTS, "reason" => end.reason()).increment(1);
-    info!(endpoint_id = %conn.identity.eid, client_id = %conn.client_id, reason = end.reason(), "client disconnected");
+    debug!(endpoint_id = %conn.identity.eid, client_id = %conn.client_id, reason = end.reason(), "client disconnected");
     presence(
         PresenceState::Disconnected,
         end.reason(),

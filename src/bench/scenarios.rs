@@ -15,6 +15,7 @@ use uspwatch_proto::time::millis_u64;
 use super::BenchArgs;
 use super::baseline;
 use super::proc::{self, RssSampler, Worker};
+use super::progress::Steps;
 use super::report::*;
 use super::worker::{Gate, Report, Spec, Target};
 
@@ -125,15 +126,24 @@ pub async fn run_all(args: &BenchArgs) -> anyhow::Result<Results> {
     let mut r = Results::new(args, proc::machine());
     let bed = gateway(args, None, &shutdown).await?;
     r.gateway_idle_rss_mib = proc::rss_kib() as f64 / 1024.0;
+    let wanted = [
+        "connections",
+        "ingest",
+        "ingest",
+        "fault",
+        "kafka",
+        "baseline",
+    ];
+    let mut steps = Steps::new(wanted.iter().filter(|s| args.wants(s)).count());
     if args.wants("connections") {
-        eprintln!("bench: connections");
+        let _p = steps.next("connections");
         r.connections = Some(connections(args, &bed).await?);
     }
     if args.wants("ingest") {
         // The fixed-rate run comes first, so it measures a gateway in steady state rather than
         // one still recovering from the overload of the maximum-rate run (run second, a few
         // hundred milliseconds of that recovery landed in its p99).
-        eprintln!("bench: ingest at {} Notify/s", args.latency_rate);
+        let p = steps.next(&format!("ingest at {} Notify/s", args.latency_rate));
         r.latency = Some(
             ingest(
                 args,
@@ -144,18 +154,19 @@ pub async fn run_all(args: &BenchArgs) -> anyhow::Result<Results> {
             )
             .await?,
         );
-        eprintln!("bench: ingest at the maximum rate");
+        drop(p);
+        let _p = steps.next("ingest at the maximum rate");
         sampler.reset();
         let mut ing = ingest(args, &bed, FIRST_INGEST, 0, args.duration).await?;
         ing.peak_rss_mib = sampler.peak_mib();
         r.ingest = Some(ing);
     }
     if args.wants("fault") {
-        eprintln!("bench: fault-to-command");
+        let _p = steps.next("fault-to-command");
         r.fault = Some(fault(args, &bed).await?);
     }
     if args.wants("kafka") {
-        eprintln!("bench: ingest into mock Kafka");
+        let _p = steps.next("ingest into mock Kafka");
         let cluster = rdkafka::mocking::MockCluster::new(1).context("mock Kafka cluster")?;
         let events = uspwatch_pipeline::KafkaConfig::default().topics.events;
         cluster
@@ -174,7 +185,7 @@ pub async fn run_all(args: &BenchArgs) -> anyhow::Result<Results> {
         r.memory = Some(super::memory::run(args, &bed, &sampler).await?);
     }
     if args.wants("baseline") {
-        eprintln!("bench: the same load through stock rumqttd");
+        let _p = steps.next("the same load through stock rumqttd");
         sampler.reset();
         let mut b = plain(args, &bed).await?;
         b.peak_rss_mib = sampler.peak_mib();

@@ -4,5 +4,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dashboards;
 pub mod gw;
+pub mod wait;
