@@ -364,6 +364,13 @@ impl Broker {
         self.shared.quarantine.subscribe()
     }
 
+    /// Checks a username/password against the credentials file, as CONNECT does: the
+    /// Endpoint ID the entry is bound to, or `None` (also when no file is configured). Argon2
+    /// is deliberately slow: call it off the async threads.
+    pub fn verify_password(&self, username: &str, password: &[u8]) -> Option<(String, Role)> {
+        self.shared.credentials.as_ref()?.verify(username, password)
+    }
+
     /// A snapshot of the broker's counters.
     pub fn stats(&self) -> BrokerStats {
         let c = &self.shared.counters;

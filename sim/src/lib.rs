@@ -31,6 +31,7 @@
 
 mod agent;
 mod config;
+mod cwmp;
 mod error;
 mod faults;
 mod fleet;
@@ -41,6 +42,7 @@ mod status;
 mod tree;
 
 pub use config::{FaultSpec, FleetConfig, MqttMode, Scenario};
+pub use cwmp::{CpeStatus, CwmpFleet, CwmpFleetConfig};
 pub use error::{Error, Result};
 pub use fleet::Fleet;
 pub use status::{
