@@ -26,7 +26,7 @@ impl Mtp for NoMtp {
         _: Bytes,
         _: Option<&str>,
         _: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> uspwatch_pipeline::Result<()> {
         Ok(())
     }
 }
@@ -167,16 +167,6 @@ async fn follow_prints_records_written_while_it_runs() {
             }
         }
     });
-    let next = |lines: &mut mpsc::UnboundedReceiver<String>| {
-        let deadline = Duration::from_secs(30);
-        async move {
-            let l = tokio::time::timeout(deadline, lines.recv())
-                .await
-                .expect("a line in time")
-                .expect("child running");
-            serde_json::from_str::<Value>(&l).expect("JSON line")
-        }
-    };
     assert_eq!(next(&mut lines).await["n"], 1);
     write(&p, B, "event", 2).await;
     write(&p, A, "event", 3).await;
@@ -185,4 +175,13 @@ async fn follow_prints_records_written_while_it_runs() {
     let _ = child.wait();
     shutdown.cancel();
     p.join().await;
+}
+
+/// The next JSON line the follower printed, within a deadline.
+async fn next(lines: &mut mpsc::UnboundedReceiver<String>) -> Value {
+    let l = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+        .await
+        .expect("a line in time")
+        .expect("child running");
+    serde_json::from_str::<Value>(&l).expect("JSON line")
 }

@@ -102,6 +102,7 @@ impl Dedup {
     }
 
     /// Bytes the remembered ids take (estimated as text plus [`ENTRY_OVERHEAD`] each).
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }

@@ -612,6 +612,30 @@ const DECIDED_ELSEWHERE: &[(Reason, &str)] = &[
         Reason::ToIdMismatch,
         "broker acl::tests::record_checks_give_the_right_reason",
     ),
+    (
+        Reason::ForeignReplyTo,
+        "broker identity::reply_routes_naming_someone_else_are_quarantined",
+    ),
+    (
+        Reason::RateLimited,
+        "broker conformance::a_flooding_device_is_rate_limited_and_others_keep_being_served",
+    ),
+    (
+        Reason::SecureSessionNotSupported,
+        "broker conformance::e2e_and_session_context_records_for_the_built_in_controller_are_refused",
+    ),
+    (
+        Reason::SessionContextNotSupported,
+        "broker conformance::e2e_and_session_context_records_for_the_built_in_controller_are_refused",
+    ),
+    (
+        Reason::BulkDataMalformed,
+        "pipeline bulkdata::malformed_push_data_is_quarantined_and_the_event_acknowledged",
+    ),
+    (
+        Reason::BulkDataTooLarge,
+        "pipeline bulkdata::reports_from_other_transports_are_all_or_nothing",
+    ),
 ];
 
 #[test]

@@ -188,7 +188,7 @@ pub(super) async fn run(
         record_bytes,
         flood_notifies: f.answered,
         flood_mib_per_s: f.answered as f64 * record_bytes as f64 / (1024.0 * 1024.0) / f.elapsed_s,
-        others,
+        others: rate,
         others_rate: rate,
         quiet_latency: q.latency,
         loud_latency: l.latency,

@@ -112,7 +112,7 @@ impl Snapshot {
                 AlertState::Resolved => {}
             }
         }
-        firing.sort_by(|a, b| b.fired_at_ms.cmp(&a.fired_at_ms));
+        firing.sort_by_key(|f| std::cmp::Reverse(f.fired_at_ms));
         let b = gw.broker.stats();
         Snapshot {
             fleet,
