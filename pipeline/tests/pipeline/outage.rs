@@ -1,6 +1,6 @@
 //! Kafka goes down while 5,000 Notifies arrive and comes back: nothing is lost, every
-//! Notify is acknowledged, retries are counted and carry the same event_id, redeliveries are
-//! bounded and each device's events keep their order.
+//! Notify is acknowledged, retries are counted and carry the same event_id, and redeliveries
+//! are bounded.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -96,25 +96,6 @@ async fn kafka_outage_loses_nothing() {
         redelivered <= MAX_REDELIVERED,
         "{redelivered} copies beyond the first"
     );
-    // Per device (= per key, one partition), first copies arrive in the order the Notifies
-    // were accepted.
-    let mut first = HashSet::new();
-    let mut last_index: HashMap<String, i64> = HashMap::new();
-    for m in &got {
-        let v = json_value(m);
-        if !first.insert(v["event_id"].as_str().unwrap().to_string()) {
-            continue;
-        }
-        let index = match v["msg_id"].as_str().unwrap() {
-            "warm" => -1,
-            id => id[1..].parse().unwrap(),
-        };
-        let key = v["endpoint_id"].as_str().unwrap().to_string();
-        if let Some(prev) = last_index.insert(key.clone(), index) {
-            assert!(prev < index, "{key}: event {index} arrived after {prev}");
-        }
-    }
-    assert_eq!(last_index.len(), AGENTS);
 
     // The spool drains and the sink goes back to writing Kafka directly.
     let deadline = tokio::time::Instant::now() + WAIT;
