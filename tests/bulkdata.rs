@@ -3,35 +3,25 @@
 //! Data topic (identity from the publishing connection, never from the report or a property
 //! the client sets). Hostile requests are refused and store nothing.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use uspwatch::{AppConfig, Gateway};
+use uspwatch::AppConfig;
 use uspwatch_broker::ListenerKind;
 use uspwatch_proto::{Event, EventKind};
+
+use common::gw::TestGateway;
 
 const A: &str = "os::00256D-BULK0001";
 const B: &str = "os::00256D-BULK0002";
 const NOISE: &str = "Device.WiFi.Radio.1.Stats.Noise";
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Bulk {
-    gw: Arc<Gateway>,
-    http: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Bulk {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Bulk {
+async fn start() -> TestGateway {
     let data = tempfile::tempdir().expect("tempdir");
     let creds = data.path().join("credentials.toml");
     let mut text = String::new();
@@ -50,22 +40,7 @@ async fn start() -> Bulk {
     cfg.pipeline.log.dir = data.path().join("events");
     cfg.pipeline.bulk_data.max_report_bytes = 4096;
     cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
-    let metrics = uspwatch::telemetry::metrics();
-    let shutdown = CancellationToken::new();
-    let gw = Arc::new(
-        Gateway::start(cfg, shutdown.clone())
-            .await
-            .expect("gateway"),
-    );
-    let http = uspwatch::http::serve(gw.clone(), metrics, shutdown.clone())
-        .await
-        .expect("http");
-    Bulk {
-        gw,
-        http,
-        shutdown,
-        _data: data,
-    }
+    TestGateway::start_config(cfg, data).await
 }
 
 /// The next samples (kind = 'sample') from the event stream, or a panic after `WAIT`.

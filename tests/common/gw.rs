@@ -38,6 +38,12 @@ impl TestGateway {
             brokers,
             ..Default::default()
         });
+        Self::start_config(cfg, data).await
+    }
+
+    /// Starts a gateway with `cfg` as given; `data` (holding its directories) lives as long as
+    /// the gateway.
+    pub async fn start_config(cfg: AppConfig, data: tempfile::TempDir) -> TestGateway {
         // Installed first, as `uspwatch run` does, so start-up metrics are recorded.
         let metrics = uspwatch::telemetry::metrics();
         let shutdown = CancellationToken::new();
